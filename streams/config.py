@@ -1,0 +1,436 @@
+"""Settings from TOML (SPEC section 2): one frozen object, checked once at start-up.
+
+Every error names the file, the line and the key at fault, so that a bad configuration
+stops start-up with something a person can act on::
+
+    callcost.toml:14: centres.prg.timezone: unknown time zone 'Europe/Prag'
+
+Pure module: standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from callcost.errors import ConfigError
+
+SCOPES = ("centre", "queue", "channel", "direction")
+DIRECTIONS = ("inbound", "outbound")
+CHANNELS = ("voice", "chat", "email")
+
+_WINDOW_RE = re.compile(r"^([1-9][0-9]{0,6})([smh])$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A window: ``[T - length_ms, T)``, or ``today`` (``length_ms`` is None)."""
+
+    name: str
+    length_ms: int | None
+
+    @property
+    def is_today(self) -> bool:
+        return self.length_ms is None
+
+
+def parse_window(name: object) -> Window:
+    """``"15m"`` -> Window("15m", 900000); ``"today"`` -> Window("today", None)."""
+    if not isinstance(name, str):
+        raise ValueError(f"window must be a string like '15m' or 'today', not {name!r}")
+    if name == "today":
+        return Window("today", None)
+    m = _WINDOW_RE.match(name)
+    if not m:
+        raise ValueError(f"window {name!r} is not 'today' nor a length like '90s', '15m', '8h'")
+    length_ms = int(m.group(1)) * _UNIT_MS[m.group(2)]
+    if length_ms > 7 * 24 * 3_600_000:
+        raise ValueError(f"window {name!r} is longer than 7 days")
+    return Window(name, length_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Cost rates of one centre (SPEC section 2)."""
+
+    labour_per_hour: float = 24.0
+    labour_per_hour_by_team: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    seat_per_hour: float = 1.5
+    fixed_per_hour: float = 60.0
+    telephony_per_minute: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"inbound": 0.012, "outbound": 0.020})
+    )
+    billing_increment_s: int = 6
+    timezone: str = "UTC"
+    band: tuple[float, float] = (2.70, 5.60)
+    currency: str = "USD"
+
+    def labour_rate(self, team: str | None) -> float:
+        if team is not None and team in self.labour_per_hour_by_team:
+            return self.labour_per_hour_by_team[team]
+        return self.labour_per_hour
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An alert rule (SPEC section 5). ``band`` None means the centre's band."""
+
+    name: str
+    scope: str
+    window: str
+    band: tuple[float, float] | None = None
+    min_calls: int = 20
+    hysteresis: float = 0.05
+    for_s: int = 60
+
+    def band_for(self, rates: Rates) -> tuple[float, float]:
+        return self.band if self.band is not None else rates.band
+
+
+DEFAULT_RULES = (
+    Rule(name="centre-15m", scope="centre", window="15m"),
+    Rule(name="queue-15m", scope="queue", window="15m"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    lateness_ms: int = 5000
+    windows: tuple[str, ...] = ("15m", "1h", "today")
+    #: live mode only: idle centres' watermarks follow the wall clock
+    idle_advance: bool = False
+    #: how long event ids are remembered behind the watermark for duplicate detection
+    dedup_ms: int = 3_600_000
+    #: how long a call's join state is kept after its last event (beyond the watermark)
+    call_ttl_ms: int = 26 * 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """A webhook sink for alerts (issue 4)."""
+
+    url: str
+    centre: str | None = None
+    scope: str | None = None
+    rule: str | None = None
+    state: str | None = None
+    secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    defaults: Rates = field(default_factory=Rates)
+    centres: Mapping[str, Rates] = field(default_factory=lambda: MappingProxyType({}))
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    sinks: tuple[Sink, ...] = ()
+    source: str = "<defaults>"
+
+    def rates_for(self, centre: str) -> Rates:
+        return self.centres.get(centre, self.defaults)
+
+    @property
+    def published_windows(self) -> tuple[Window, ...]:
+        return tuple(parse_window(w) for w in self.stream.windows)
+
+    @property
+    def all_windows(self) -> tuple[Window, ...]:
+        """Published windows, then the windows only rules use, each once."""
+        names = list(self.stream.windows)
+        for r in self.rules:
+            if r.window not in names:
+                names.append(r.window)
+        return tuple(parse_window(w) for w in names)
+
+    def first_rule(self, scope: str, window: str) -> Rule | None:
+        for r in self.rules:
+            if r.scope == scope and r.window == window:
+                return r
+        return None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read settings from ``path``, or ``$CALLCOST_CONFIG``, or the defaults."""
+    if path is None:
+        path = os.environ.get("CALLCOST_CONFIG") or None
+    if path is None:
+        return Settings()
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+    return parse_settings(raw.decode("utf-8", errors="replace"), source=path)
+
+
+def parse_settings(text: str, source: str = "<string>") -> Settings:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return _Parser(text, source).settings(doc)
+
+
+_RATE_KEYS = {
+    "labour_per_hour",
+    "labour_per_hour_by_team",
+    "seat_per_hour",
+    "fixed_per_hour",
+    "telephony_per_minute",
+    "billing_increment_s",
+    "timezone",
+    "band",
+    "currency",
+}
+_RULE_KEYS = {"name", "scope", "window", "band", "min_calls", "hysteresis", "for_s"}
+_STREAM_KEYS = {"lateness_ms", "windows", "idle_advance", "dedup_ms", "call_ttl_ms"}
+_SINK_KEYS = {"url", "centre", "scope", "rule", "state", "secret"}
+_TOP_KEYS = {"defaults", "centres", "rules", "stream", "sinks"}
+_CENTRE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class _Parser:
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+
+    # -- error reporting ---------------------------------------------------------
+
+    def fail(self, path: tuple[Any, ...], message: str) -> ConfigError:
+        line = self._line_of(path)
+        where = f"{self.source}:{line}" if line else self.source
+        dotted = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
+        dotted = dotted.replace(".[", "[")
+        return ConfigError(f"{where}: {dotted}: {message}")
+
+    def _line_of(self, path: tuple[Any, ...]) -> int | None:
+        """Best-effort line of a key path: track table headers, then find the key."""
+        table: list[Any] = []
+        counts: dict[str, int] = {}
+        best: int | None = None
+        want = [p for p in path]
+        header_re = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+        key_re = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+        for no, line in enumerate(self.lines, start=1):
+            h = header_re.match(line)
+            if h:
+                parts = [p.strip().strip("\"'") for p in h.group(2).split(".")]
+                if h.group(1) == "[[":
+                    name = ".".join(parts)
+                    idx = counts.get(name, -1) + 1
+                    counts[name] = idx
+                    table = [*parts, idx]
+                else:
+                    table = parts
+                if table == want[: len(table)] and best is None and len(table) == len(want):
+                    best = no
+                continue
+            k = key_re.match(line)
+            if k:
+                kparts = [p.strip().strip("\"'") for p in k.group(1).split(".")]
+                full = table + kparts
+                n = len(full)
+                if full == want[:n] or want == full[: len(want)]:
+                    return no
+        return best
+
+    # -- typed getters -------------------------------------------------------------
+
+    def check_keys(self, table: Mapping[str, Any], allowed: set[str], path: tuple[Any, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(
+                    (*path, key), f"unknown key (expected one of {', '.join(sorted(allowed))})"
+                )
+
+    def number(self, value: Any, path: tuple[Any, ...], *, minimum: float = 0.0) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number, not {value!r}")
+        f = float(value)
+        if not math.isfinite(f) or f < minimum:
+            raise self.fail(path, f"must be a finite number >= {minimum:g}, not {value!r}")
+        return f
+
+    def integer(self, value: Any, path: tuple[Any, ...], *, minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"must be a whole number, not {value!r}")
+        if value < minimum:
+            raise self.fail(path, f"must be >= {minimum}, not {value!r}")
+        return value
+
+    def band(self, value: Any, path: tuple[Any, ...]) -> tuple[float, float]:
+        if not isinstance(value, list) or len(value) != 2:
+            raise self.fail(path, f"must be [low, high], not {value!r}")
+        low = self.number(value[0], path)
+        high = self.number(value[1], path)
+        if not low < high:
+            raise self.fail(path, f"low must be below high, not {value!r}")
+        return (low, high)
+
+    def string(self, value: Any, path: tuple[Any, ...]) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"must be a non-empty string, not {value!r}")
+        return value
+
+    # -- sections ------------------------------------------------------------------
+
+    def rates(self, table: Any, base: Rates, path: tuple[Any, ...]) -> Rates:
+        if not isinstance(table, dict):
+            raise self.fail(path, f"must be a table, not {table!r}")
+        self.check_keys(table, _RATE_KEYS, path)
+        changes: dict[str, Any] = {}
+        for key, value in table.items():
+            p = (*path, key)
+            if key in ("labour_per_hour", "seat_per_hour", "fixed_per_hour"):
+                changes[key] = self.number(value, p)
+            elif key == "labour_per_hour_by_team":
+                if not isinstance(value, dict):
+                    raise self.fail(p, f"must be a table of team = rate, not {value!r}")
+                merged = dict(base.labour_per_hour_by_team)
+                for team, rate in value.items():
+                    merged[team] = self.number(rate, (*p, team))
+                changes[key] = MappingProxyType(merged)
+            elif key == "telephony_per_minute":
+                if not isinstance(value, dict):
+                    raise self.fail(p, f"must be a table with inbound and outbound, not {value!r}")
+                self.check_keys(value, set(DIRECTIONS), p)
+                merged = dict(base.telephony_per_minute)
+                for direction, rate in value.items():
+                    merged[direction] = self.number(rate, (*p, direction))
+                changes[key] = MappingProxyType(merged)
+            elif key == "billing_increment_s":
+                changes[key] = self.integer(value, p, minimum=1)
+            elif key == "timezone":
+                tz = self.string(value, p)
+                try:
+                    ZoneInfo(tz)
+                except (ZoneInfoNotFoundError, ValueError):
+                    raise self.fail(p, f"unknown time zone {tz!r}") from None
+                changes[key] = tz
+            elif key == "band":
+                changes[key] = self.band(value, p)
+            elif key == "currency":
+                changes[key] = self.string(value, p)
+        return replace(base, **changes)
+
+    def rule(self, table: Any, index: int) -> Rule:
+        path: tuple[Any, ...] = ("rules", index)
+        if not isinstance(table, dict):
+            raise self.fail(path, "must be a table")
+        self.check_keys(table, _RULE_KEYS, path)
+        for key in ("name", "scope", "window"):
+            if key not in table:
+                raise self.fail((*path, key), "missing (every rule needs name, scope and window)")
+        name = self.string(table["name"], (*path, "name"))
+        scope = self.string(table["scope"], (*path, "scope"))
+        if scope not in SCOPES:
+            raise self.fail((*path, "scope"), f"rule {name!r}: unknown scope {scope!r}"
+                            f" (one of {', '.join(SCOPES)})")
+        try:
+            window = parse_window(table["window"]).name
+        except ValueError as exc:
+            raise self.fail((*path, "window"), f"rule {name!r}: {exc}") from None
+        band = self.band(table["band"], (*path, "band")) if "band" in table else None
+        min_calls = self.integer(table.get("min_calls", 20), (*path, "min_calls"))
+        hysteresis = self.number(table.get("hysteresis", 0.05), (*path, "hysteresis"))
+        if hysteresis >= 1:
+            raise self.fail((*path, "hysteresis"), f"rule {name!r}: must be below 1, not {hysteresis}")
+        for_s = self.integer(table.get("for_s", 60), (*path, "for_s"))
+        return Rule(name, scope, window, band, min_calls, hysteresis, for_s)
+
+    def stream(self, table: Any) -> StreamSettings:
+        if not isinstance(table, dict):
+            raise self.fail(("stream",), "must be a table")
+        self.check_keys(table, _STREAM_KEYS, ("stream",))
+        s = StreamSettings()
+        changes: dict[str, Any] = {}
+        for key in ("lateness_ms", "dedup_ms", "call_ttl_ms"):
+            if key in table:
+                changes[key] = self.integer(table[key], ("stream", key))
+        if "idle_advance" in table:
+            if not isinstance(table["idle_advance"], bool):
+                raise self.fail(("stream", "idle_advance"), f"must be true or false, not {table['idle_advance']!r}")
+            changes["idle_advance"] = table["idle_advance"]
+        if "windows" in table:
+            ws = table["windows"]
+            if not isinstance(ws, list) or not ws:
+                raise self.fail(("stream", "windows"), f"must be a non-empty list, not {ws!r}")
+            names = []
+            for w in ws:
+                try:
+                    names.append(parse_window(w).name)
+                except ValueError as exc:
+                    raise self.fail(("stream", "windows"), str(exc)) from None
+            if len(set(names)) != len(names):
+                raise self.fail(("stream", "windows"), f"a window is listed twice in {ws!r}")
+            changes["windows"] = tuple(names)
+        return replace(s, **changes)
+
+    def sink(self, table: Any, index: int) -> Sink:
+        path: tuple[Any, ...] = ("sinks", index)
+        if not isinstance(table, dict):
+            raise self.fail(path, "must be a table")
+        self.check_keys(table, _SINK_KEYS, path)
+        if "url" not in table:
+            raise self.fail((*path, "url"), "missing")
+        url = self.string(table["url"], (*path, "url"))
+        if not url.startswith(("http://", "https://")):
+            raise self.fail((*path, "url"), f"must be an http:// or https:// URL, not {url!r}")
+        kw = {k: self.string(table[k], (*path, k)) for k in ("centre", "scope", "rule", "state", "secret") if k in table}
+        return Sink(url=url, **kw)
+
+    def settings(self, doc: dict[str, Any]) -> Settings:
+        self.check_keys(doc, _TOP_KEYS, ())
+        defaults = self.rates(doc.get("defaults", {}), Rates(), ("defaults",))
+        centres: dict[str, Rates] = {}
+        raw_centres = doc.get("centres", {})
+        if not isinstance(raw_centres, dict):
+            raise self.fail(("centres",), "must be a table of [centres.ID]")
+        for cid, table in raw_centres.items():
+            if not _CENTRE_RE.match(cid):
+                raise self.fail(("centres", cid), f"centre id {cid!r} must be 1-64 chars of A-Z a-z 0-9 . _ -")
+            centres[cid] = self.rates(table, defaults, ("centres", cid))
+        rules: tuple[Rule, ...] = DEFAULT_RULES
+        if "rules" in doc:
+            raw_rules = doc["rules"]
+            if not isinstance(raw_rules, list):
+                raise self.fail(("rules",), "must be an array of tables [[rules]]")
+            parsed = [self.rule(t, i) for i, t in enumerate(raw_rules)]
+            seen: set[str] = set()
+            for i, r in enumerate(parsed):
+                if r.name in seen:
+                    raise self.fail(("rules", i, "name"), f"rule name {r.name!r} is used twice")
+                seen.add(r.name)
+            rules = tuple(parsed)
+        stream = self.stream(doc.get("stream", {}))
+        sinks: tuple[Sink, ...] = ()
+        if "sinks" in doc:
+            if not isinstance(doc["sinks"], list):
+                raise self.fail(("sinks",), "must be an array of tables [[sinks]]")
+            sinks = tuple(self.sink(t, i) for i, t in enumerate(doc["sinks"]))
+        return Settings(
+            defaults=defaults,
+            centres=MappingProxyType(centres),
+            rules=rules,
+            stream=stream,
+            sinks=sinks,
+            source=self.source,
+        )

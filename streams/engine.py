@@ -1,0 +1,671 @@
+"""The cost engine (SPEC sections 1, 3, 4 and 5): events in, figures and alerts out.
+
+Pure: no Kafka, no Faust, no websockets, no clock. Time comes in as event timestamps and,
+in live mode, as the ``now_ms`` argument of :meth:`Engine.tick`.
+
+How it works, per centre
+------------------------
+* **Join.** A call keeps, per event type, the event with the smallest ``(ts, id)``. From
+  that join state a pure function derives the call's *bookings* (SPEC section 1: a
+  quantity at the ``ts`` of the event that completes it). When a new event changes the
+  join, the engine books the difference (old bookings negated, new ones added), so the
+  result is a function of the set of events, whatever their order. Agents work the same
+  way: their login/logout events, sorted by ``(ts, id)``, derive session change points.
+* **Pending and committed.** Bookings at or after the last evaluated instant ``M`` wait
+  in a pending list; when the watermark passes, they are sorted and appended to the
+  committed arrays, which the numba sweep (:mod:`callcost.streams.kernels`) reads.
+  A late booking (before ``M``) is added straight into every window that holds it.
+* **Windows.** Integer running sums per window, key and quantity, advanced one whole
+  second at a time: what enters at the head, minus what leaves at the tail. ``today``
+  only ever grows, and empties at the centre's local midnight. So the committed arrays
+  only need the longest fixed window, whatever the day's length.
+* **Instants.** Every instant from the first whole second after the centre's first event
+  is evaluated; alert machines see every one of them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from callcost.agents.alerts import AlertMachine, Band
+from callcost.errors import EventError
+from callcost.streams import kernels as K
+from callcost.streams.config import Settings, Window
+from callcost.streams.events import (
+    ANSWERED,
+    CONVERTING,
+    ENDED,
+    LOGIN,
+    LOGOUT,
+    OFFERED,
+    OUTCOME,
+    WRAPPED,
+    Event,
+    parse,
+)
+
+CHUNK = 4096  # instants per kernel call: bounds the transient output arrays
+# booking tuple: (ts, centre key, queue key, channel key, direction key, *NV values)
+_BW = 5 + K.NV
+
+
+@dataclass(slots=True)
+class Reject:
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Output:
+    rejects: list[Reject] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: figures captured at requested instants (replay ``--at``)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Call:
+    __slots__ = ("answered", "bookings", "ended", "last_ts", "offered", "outcome", "wrapped")
+
+    def __init__(self) -> None:
+        self.offered: tuple[int, str, int, int, int, bool, bool] | None = None
+        self.answered: tuple[int, str] | None = None
+        self.ended: tuple[int, str] | None = None
+        self.wrapped: tuple[int, str] | None = None
+        self.outcome: tuple[int, str, bool] | None = None
+        self.bookings: tuple[tuple[int, ...], ...] = ()
+        self.last_ts = 0
+
+
+class _Agent:
+    __slots__ = ("changes", "events", "open0")
+
+    def __init__(self) -> None:
+        # (ts, id, is_login, rate class)
+        self.events: list[tuple[int, str, bool, int]] = []
+        self.open0: int | None = None  # rate class open at the start of `events`
+        self.changes: list[tuple[int, int, int]] = []
+
+
+def local_midnight(ms: int, tz: ZoneInfo) -> int:
+    """The last local midnight at or before ``ms`` (the first instant of the local day)."""
+    local = datetime.fromtimestamp(ms / 1000, tz)
+    start = datetime(local.year, local.month, local.day, tzinfo=tz)
+    return int(start.timestamp()) * 1000
+
+
+def next_midnight(ms: int, tz: ZoneInfo) -> int:
+    """The first local midnight strictly after ``ms``."""
+    local = datetime.fromtimestamp(ms / 1000, tz)
+    day = datetime(local.year, local.month, local.day) + timedelta(days=1)
+    return int(day.replace(tzinfo=tz).timestamp()) * 1000
+
+
+class CentreState:
+    """Everything the engine knows of one centre."""
+
+    def __init__(self, engine: Engine, centre: str) -> None:
+        s = engine.settings
+        self.engine = engine
+        self.centre = centre
+        self.rates = s.rates_for(centre)
+        self.tz = ZoneInfo(self.rates.timezone)
+        self.inc_s = self.rates.billing_increment_s
+        self.lateness_ms = s.stream.lateness_ms
+        # labour-rate classes: 0 is the default rate, then one per listed team
+        teams = sorted(self.rates.labour_per_hour_by_team)
+        self.team_class = {t: i + 1 for i, t in enumerate(teams)}
+        self.labour_rates = np.array(
+            [self.rates.labour_per_hour, *(self.rates.labour_per_hour_by_team[t] for t in teams)]
+        )
+        r = np.zeros(K.NR)
+        r[K.R_SEAT] = self.rates.seat_per_hour
+        r[K.R_FIXED] = self.rates.fixed_per_hour
+        r[K.R_TEL_IN] = self.rates.telephony_per_minute.get("inbound", 0.0)
+        r[K.R_TEL_OUT] = self.rates.telephony_per_minute.get("outbound", 0.0)
+        self.rate_vec = r
+        nc = len(self.labour_rates)
+        self.windows: tuple[Window, ...] = engine.windows
+        nw = len(self.windows)
+        self.wlen = np.array(
+            [-1 if w.length_ms is None else w.length_ms for w in self.windows], np.int64
+        )
+        self.max_fixed_ms = max((w.length_ms or 0) for w in self.windows)
+        # keys: index -> (scope, key); 0 is the centre
+        self.keys: list[tuple[str, str]] = [("centre", centre)]
+        self.key_index: dict[tuple[str, str], int] = {("centre", centre): 0}
+        # join state
+        self.calls: dict[str, _Call] = {}
+        self.agents: dict[str, _Agent] = {}
+        self.seen: dict[str, int] = {}  # event id -> ts, for duplicate detection
+        # time
+        self.min_ts: int | None = None
+        self.max_ts: int | None = None
+        self.M: int | None = None  # last evaluated instant
+        self.today_start = 0
+        self.next_mid = 0
+        self.last_expiry = 0
+        # pending bookings and session change points (ts >= M)
+        self.pend_b: list[tuple[int, ...]] = []
+        self.pend_s: list[tuple[int, int, int]] = []
+        # committed (sorted) arrays
+        self.bts = np.zeros(0, np.int64)
+        self.bkey = np.zeros((0, 4), np.int32)
+        self.bval = np.zeros((0, K.NV), np.int64)
+        self.sts = np.zeros(0, np.int64)
+        self.scls = np.zeros(0, np.int64)
+        self.sdel = np.zeros(0, np.int64)
+        # running sums
+        self.R = np.zeros((nw, 1, K.NV), np.int64)
+        self.SR = np.zeros((nw, nc), np.int64)
+        self.nhead = np.zeros(nc, np.int64)
+        self.ntail = np.zeros((nw, nc), np.int64)
+        # alerts: per rule, its window index and the machines by key index
+        self.rules = []
+        for rule in s.rules:
+            wi = next(i for i, w in enumerate(self.windows) if w.name == rule.window)
+            low, high = rule.band_for(self.rates)
+            self.rules.append((rule, wi, low, high, {}))
+        self.outw = np.full(nw, -1, np.int64)
+        for j, wi in enumerate(sorted({wi for _, wi, *_ in self.rules})):
+            self.outw[wi] = j
+        self.n_out = int((self.outw >= 0).sum())
+        # figure status per (scope, window index): (min_calls, low, high)
+        self.status_rule: dict[tuple[str, int], tuple[int, float, float]] = {}
+        for scope in ("centre", "queue", "channel", "direction"):
+            for wi, w in enumerate(self.windows):
+                rule = s.first_rule(scope, w.name)
+                if rule is None:
+                    self.status_rule[scope, wi] = (20, *self.rates.band)
+                else:
+                    self.status_rule[scope, wi] = (rule.min_calls, *rule.band_for(self.rates))
+        self.late_events = 0
+
+    # ------------------------------------------------------------------ keys
+
+    def key(self, scope: str, name: str) -> int:
+        k = self.key_index.get((scope, name))
+        if k is None:
+            k = len(self.keys)
+            self.keys.append((scope, name))
+            self.key_index[scope, name] = k
+            nw = self.R.shape[0]
+            self.R = np.concatenate([self.R, np.zeros((nw, 1, K.NV), np.int64)], axis=1)
+        return k
+
+    # ------------------------------------------------------------------ events
+
+    def apply(self, ev: Event) -> bool:
+        """Fold one valid event in. Returns False for a duplicate id."""
+        if ev.id in self.seen:
+            return False
+        self.seen[ev.id] = ev.ts
+        ts = ev.ts
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
+        if self.min_ts is None or ts < self.min_ts:
+            self.min_ts = ts
+        if self.M is not None and ts < self.M:
+            self.late_events += 1
+        if ev.type <= LOGOUT:
+            self._apply_agent(ev)
+        else:
+            self._apply_call(ev)
+        return True
+
+    def _apply_call(self, ev: Event) -> None:
+        call = self.calls.get(ev.call)  # type: ignore[arg-type]
+        if call is None:
+            call = self.calls[ev.call] = _Call()  # type: ignore[index]
+        if ev.ts > call.last_ts:
+            call.last_ts = ev.ts
+        t = ev.type
+        cur: tuple[Any, ...] | None
+        if t == OFFERED:
+            cur = call.offered
+            if cur is not None and (cur[0], cur[1]) <= (ev.ts, ev.id):
+                return
+            call.offered = (
+                ev.ts,
+                ev.id,
+                self.key("queue", ev.queue),  # type: ignore[arg-type]
+                self.key("channel", ev.channel),
+                self.key("direction", ev.direction),
+                ev.channel == "voice",
+                ev.direction == "outbound",
+            )
+        elif t == OUTCOME:
+            cur = call.outcome
+            if cur is not None and (cur[0], cur[1]) <= (ev.ts, ev.id):
+                return
+            call.outcome = (ev.ts, ev.id, ev.outcome in CONVERTING)
+        else:
+            slot = {ANSWERED: "answered", ENDED: "ended", WRAPPED: "wrapped"}[t]
+            cur = getattr(call, slot)
+            if cur is not None and cur <= (ev.ts, ev.id):
+                return
+            setattr(call, slot, (ev.ts, ev.id))
+        new = self._call_bookings(call)
+        old = call.bookings
+        if new == old:
+            return
+        call.bookings = new
+        pend = self.pend_b
+        for b in old:
+            if b not in new:
+                pend.append((b[0], b[1], b[2], b[3], b[4], *(-x for x in b[5:])))
+        for b in new:
+            if b not in old:
+                pend.append(b)
+
+    def _call_bookings(self, c: _Call) -> tuple[tuple[int, ...], ...]:
+        """SPEC section 1: the call's bookings, from its join state alone."""
+        o = c.offered
+        if o is None:
+            return ()
+        ots, _, q, ch, d, voice, outbound = o
+        out = [(ots, 0, q, ch, d, 1, 0, 0, 0, 0, 0, 0)]
+        e = c.ended if c.ended is not None and c.ended[0] >= ots else None
+        a = c.answered
+        if a is not None and (a[0] < ots or (e is not None and a[0] > e[0])):
+            a = None
+        if e is not None:
+            ets = e[0]
+            bill_in = bill_out = 0
+            if voice:
+                step = 1000 * self.inc_s
+                billed = -(-(ets - ots) // step) * self.inc_s
+                if outbound:
+                    bill_out = billed
+                else:
+                    bill_in = billed
+            if a is not None:
+                out.append((ets, 0, q, ch, d, 0, 1, 0, 0, ets - a[0], bill_in, bill_out))
+                w = c.wrapped
+                if w is not None and w[0] >= ets:
+                    out.append((w[0], 0, q, ch, d, 0, 0, 0, 0, w[0] - ets, 0, 0))
+            else:
+                out.append((ets, 0, q, ch, d, 0, 0, 1, 0, 0, bill_in, bill_out))
+        oc = c.outcome
+        if oc is not None and oc[2] and oc[0] >= ots:
+            out.append((oc[0], 0, q, ch, d, 0, 0, 0, 1, 0, 0, 0))
+        return tuple(out)
+
+    def _apply_agent(self, ev: Event) -> None:
+        agent = self.agents.get(ev.agent)  # type: ignore[arg-type]
+        if agent is None:
+            agent = self.agents[ev.agent] = _Agent()  # type: ignore[index]
+        cls = self.team_class.get(ev.team, 0) if ev.team is not None else 0
+        item = (ev.ts, ev.id, ev.type == LOGIN, cls)
+        events = agent.events
+        i = bisect.bisect_left(events, item)
+        if i < len(events) and events[i][:2] == item[:2]:
+            return
+        events.insert(i, item)
+        new = self._agent_changes(agent)
+        old = agent.changes
+        agent.changes = new
+        pend = self.pend_s
+        for p in old:
+            if p not in new:
+                pend.append((p[0], p[1], -p[2]))
+        for p in new:
+            if p not in old:
+                pend.append(p)
+
+    @staticmethod
+    def _agent_changes(agent: _Agent) -> list[tuple[int, int, int]]:
+        """SPEC section 1, sessions: a login opens one when none is open, a logout closes it."""
+        open_cls = agent.open0
+        out: list[tuple[int, int, int]] = []
+        for ts, _id, login, cls in agent.events:
+            if login:
+                if open_cls is None:
+                    out.append((ts, cls, 1))
+                    open_cls = cls
+            elif open_cls is not None:
+                out.append((ts, open_cls, -1))
+                open_cls = None
+        return out
+
+    # ------------------------------------------------------------------ time
+
+    def target(self, watermark: int | None = None) -> int | None:
+        """The latest instant at or before the watermark."""
+        if self.max_ts is None:
+            return None
+        w = self.max_ts - self.lateness_ms if watermark is None else watermark
+        return (w // 1000) * 1000
+
+    def advance(self, out: Output, publish: bool, watermark: int | None = None) -> None:
+        target = self.target(watermark)
+        if target is None:
+            return
+        if self.M is None:
+            assert self.min_ts is not None
+            self.M = (self.min_ts // 1000) * 1000  # first instant: the next whole second
+            self.today_start = local_midnight(self.M, self.tz)
+            self.next_mid = next_midnight(self.M, self.tz)
+        if target <= self.M:
+            return
+        self._commit(target)
+        snaps = self.engine.snapshot_at
+        stops = [t for t in snaps[bisect.bisect_right(snaps, self.M) :] if t < target]
+        for stop in [*stops, target]:
+            self._sweep(stop, out)
+            if stop in snaps:
+                out.snapshots.append(self.figures_message(all_windows=False))
+        self._trim()
+        if publish:
+            out.figures.append(self.figures_message(all_windows=False))
+
+    def _commit(self, target: int) -> None:
+        """Move pending bookings before ``target`` into the committed arrays."""
+        M = self.M
+        assert M is not None
+        if self.pend_b:
+            arr = np.array(self.pend_b, np.int64).reshape(-1, _BW)
+            keep = arr[:, 0] >= target
+            self.pend_b = [tuple(row) for row in arr[keep].tolist()] if keep.any() else []
+            due = arr[~keep]
+            late = due[due[:, 0] < M]
+            if len(late):
+                self._late_bookings(late)
+            due = due[due[:, 0] >= M]
+            if len(due):
+                due = due[np.argsort(due[:, 0], kind="stable")]
+                self.bts = np.concatenate([self.bts, due[:, 0]])
+                self.bkey = np.concatenate([self.bkey, due[:, 1:5].astype(np.int32)])
+                self.bval = np.concatenate([self.bval, due[:, 5:]])
+        if self.pend_s:
+            arr = np.array(self.pend_s, np.int64).reshape(-1, 3)
+            keep = arr[:, 0] >= target
+            self.pend_s = [tuple(row) for row in arr[keep].tolist()] if keep.any() else []
+            due = arr[~keep]
+            late = due[due[:, 0] < M]
+            if len(late):
+                self._late_sessions(late)
+            due = due[due[:, 0] >= M]
+            if len(due):
+                due = due[np.argsort(due[:, 0], kind="stable")]
+                self.sts = np.concatenate([self.sts, due[:, 0]])
+                self.scls = np.concatenate([self.scls, due[:, 1]])
+                self.sdel = np.concatenate([self.sdel, due[:, 2]])
+
+    def _window_starts(self) -> list[int]:
+        M = self.M
+        assert M is not None
+        return [self.today_start if w.length_ms is None else M - w.length_ms for w in self.windows]
+
+    def _late_bookings(self, late: np.ndarray) -> None:
+        """Bookings before the last evaluated instant: into every window that holds them."""
+        starts = self._window_starts()
+        for row in late:
+            ts = int(row[0])
+            keys = [int(k) for k in row[1:5] if k >= 0]
+            for w, s in enumerate(starts):
+                if ts >= s:
+                    for k in keys:
+                        self.R[w, k] += row[5:]
+        order = np.argsort(late[:, 0], kind="stable")
+        late = late[order]
+        pos = np.searchsorted(self.bts, late[:, 0], side="right")
+        self.bts = np.insert(self.bts, pos, late[:, 0])
+        self.bkey = np.insert(self.bkey, pos, late[:, 1:5].astype(np.int32), axis=0)
+        self.bval = np.insert(self.bval, pos, late[:, 5:], axis=0)
+
+    def _late_sessions(self, late: np.ndarray) -> None:
+        M = self.M
+        assert M is not None
+        starts = self._window_starts()
+        for ts, cls, delta in late.tolist():
+            self.nhead[cls] += delta
+            for w, s in enumerate(starts):
+                overlap = M - max(ts, s)
+                if overlap > 0:
+                    self.SR[w, cls] += delta * overlap
+                if self.windows[w].length_ms is not None and ts < s:
+                    self.ntail[w, cls] += delta
+        late = late[np.argsort(late[:, 0], kind="stable")]
+        pos = np.searchsorted(self.sts, late[:, 0], side="right")
+        self.sts = np.insert(self.sts, pos, late[:, 0])
+        self.scls = np.insert(self.scls, pos, late[:, 1])
+        self.sdel = np.insert(self.sdel, pos, late[:, 2])
+
+    def _sweep(self, target: int, out: Output) -> None:
+        """Evaluate every instant in (M, target], feeding the alert machines."""
+        M = self.M
+        assert M is not None
+        nk = len(self.keys)
+        while M < target:
+            n = min(CHUNK, (target - M) // 1000)
+            mids = []
+            end = M + n * 1000
+            while self.next_mid <= end:
+                mids.append(self.next_mid)
+                self.next_mid = next_midnight(self.next_mid, self.tz)
+            out_h = np.zeros((n, max(self.n_out, 1), nk), np.int64)
+            out_c = np.zeros((n, max(self.n_out, 1), nk), np.float64)
+            self.today_start = int(
+                K.sweep(
+                    self.bts, self.bkey, self.bval, self.sts, self.scls, self.sdel,
+                    np.int64(M), n, self.wlen, np.int64(self.today_start),
+                    np.array(mids, np.int64),
+                    self.R, self.SR, self.nhead, self.ntail,
+                    self.labour_rates, self.rate_vec, self.outw, out_h, out_c,
+                )  # fmt: skip
+            )
+            self._alerts(M + 1000, out_h, out_c, out)
+            M = end
+            self.M = M
+
+    def _alerts(self, t_first: int, out_h: np.ndarray, out_c: np.ndarray, out: Output) -> None:
+        msgs: list[dict[str, Any]] = []
+        for rule, wi, low, high, machines in self.rules:
+            j = self.outw[wi]
+            for k, (scope, name) in enumerate(self.keys):
+                if scope != rule.scope:
+                    continue
+                m = machines.get(k)
+                if m is None:
+                    m = machines[k] = AlertMachine(
+                        Band(rule.name, self.centre, scope, name, rule.window, low, high,
+                             rule.min_calls, rule.hysteresis, rule.for_s * 1000)
+                    )  # fmt: skip
+                m.run(t_first, out_h[:, j, k], out_c[:, j, k], msgs)
+        msgs.sort(key=lambda a: a["at"])
+        out.alerts.extend(msgs)
+
+    def _trim(self) -> None:
+        """Forget committed bookings older than every fixed window, and stale join state."""
+        M = self.M
+        assert M is not None
+        horizon = M - self.max_fixed_ms - 1000
+        i = int(np.searchsorted(self.bts, horizon))
+        if i > 4096 or (i and i * 2 > len(self.bts)):
+            self.bts, self.bkey, self.bval = self.bts[i:], self.bkey[i:], self.bval[i:]
+        i = int(np.searchsorted(self.sts, horizon))
+        if i > 4096 or (i and i * 2 > len(self.sts)):
+            self.sts, self.scls, self.sdel = self.sts[i:], self.scls[i:], self.sdel[i:]
+        if M - self.last_expiry >= 60_000:
+            self.last_expiry = M
+            self._expire(M)
+
+    def _expire(self, M: int) -> None:
+        st = self.engine.settings.stream
+        wm = M
+        cut = wm - st.dedup_ms
+        if self.seen:
+            self.seen = {i: t for i, t in self.seen.items() if t >= cut}
+        cut = wm - st.call_ttl_ms
+        dead = [c for c, call in self.calls.items() if call.last_ts < cut]
+        for c in dead:
+            del self.calls[c]
+        for agent in self.agents.values():
+            ev = agent.events
+            n = bisect.bisect_left(ev, (cut,))
+            if n:
+                # fold the dropped events into the open state at the cut
+                agent.events = ev[:n]
+                head = self._agent_changes(agent)
+                open_cls = agent.open0
+                for _ts, cls, delta in head:
+                    open_cls = cls if delta > 0 else None
+                agent.open0 = open_cls
+                agent.events = ev[n:]
+                agent.changes = [p for p in agent.changes if p[0] >= cut]
+
+    # ------------------------------------------------------------------ figures
+
+    def figures_at_M(self, all_windows: bool = True) -> list[dict[str, Any]]:
+        M = self.M
+        assert M is not None
+        windows = self.windows if all_windows else self.engine.published
+        nk = len(self.keys)
+        fig = np.empty((nk, K.NF), np.float64)
+        result: list[dict[str, Any]] = []
+        for wi, w in enumerate(self.windows):
+            if w not in windows:
+                continue
+            length = M - self.today_start if w.length_ms is None else w.length_ms
+            K.derive(self.R[wi], self.SR[wi], length, self.labour_rates, self.rate_vec, fig)
+            rows = fig.tolist()
+            for k, (scope, name) in enumerate(self.keys):
+                row = rows[k]
+                d: dict[str, Any] = {
+                    fname: (None if math.isnan(x) else x)
+                    for fname, x in zip(K.FIELD_NAMES, row, strict=True)
+                }
+                min_calls, low, high = self.status_rule[scope, wi]
+                handled = row[K.F_HANDLED]
+                cpc = d["cost_per_call"]
+                if handled < min_calls:
+                    status = "insufficient"
+                elif cpc is not None and cpc > high:
+                    status = "above"
+                elif cpc is not None and cpc < low:
+                    status = "below"
+                else:
+                    status = "ok"
+                d.update(
+                    status=status,
+                    low=low,
+                    high=high,
+                    centre=self.centre,
+                    scope=scope,
+                    key=name,
+                    window=w.name,
+                    as_of=M,
+                )
+                result.append(d)
+        return result
+
+    def figures_message(self, all_windows: bool = False) -> dict[str, Any]:
+        return {
+            "type": "figures",
+            "centre": self.centre,
+            "as_of": self.M,
+            "figures": self.figures_at_M(all_windows=all_windows),
+        }
+
+
+class Engine:
+    """All centres. Feed it batches of raw messages with :meth:`ingest`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        check_key: bool = True,
+        snapshot_at: Iterable[int] = (),
+    ) -> None:
+        self.settings = settings
+        self.check_key = check_key
+        self.windows = settings.all_windows
+        self.published = settings.published_windows
+        self.snapshot_at = sorted(set(snapshot_at))
+        self.centres: dict[str, CentreState] = {}
+        self.counts: dict[str, int] = {"events": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
+        self.reject_reasons: dict[str, int] = {}
+
+    @staticmethod
+    def warm_up() -> None:
+        K.warm_up()
+
+    def centre(self, cid: str) -> CentreState:
+        st = self.centres.get(cid)
+        if st is None:
+            st = self.centres[cid] = CentreState(self, cid)
+        return st
+
+    def ingest(
+        self,
+        records: Sequence[tuple[bytes | None, bytes]],
+        now_ms: int | None = None,
+        *,
+        publish: bool = True,
+    ) -> Output:
+        """Validate and fold in a batch of raw (key, value) messages, then advance."""
+        out = Output()
+        events: list[Event] = []
+        for i, (key, value) in enumerate(records):
+            try:
+                events.append(parse(key, value, check_key=self.check_key))
+            except EventError as exc:
+                out.rejects.append(Reject(i, exc.reason, exc.detail))
+                self.reject_reasons[exc.reason] = self.reject_reasons.get(exc.reason, 0) + 1
+        self.counts["events"] += len(records)
+        self.counts["rejected"] += len(out.rejects)
+        self._fold(events, out, publish)
+        return out
+
+    def ingest_events(self, events: Iterable[Event], *, publish: bool = True) -> Output:
+        out = Output()
+        evs = list(events)
+        self.counts["events"] += len(evs)
+        self._fold(evs, out, publish)
+        return out
+
+    def _fold(self, events: list[Event], out: Output, publish: bool) -> None:
+        touched: dict[str, CentreState] = {}
+        for ev in events:
+            st = touched.get(ev.centre)
+            if st is None:
+                st = touched[ev.centre] = self.centre(ev.centre)
+            if st.apply(ev):
+                self.counts["accepted"] += 1
+            else:
+                self.counts["duplicates"] += 1
+        for st in touched.values():
+            st.advance(out, publish)
+
+    def tick(self, now_ms: int, *, publish: bool = True) -> Output:
+        """Live mode: move idle centres' watermarks with the wall clock."""
+        out = Output()
+        if not self.settings.stream.idle_advance:
+            return out
+        wall = now_ms - self.settings.stream.lateness_ms
+        for st in self.centres.values():
+            if st.max_ts is not None and wall > st.max_ts - st.lateness_ms:
+                st.advance(out, publish, watermark=wall)
+        return out
+
+    def last_instants(self) -> dict[str, int | None]:
+        return {c: st.M for c, st in self.centres.items()}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.counts,
+            "rejected_by_reason": dict(self.reject_reasons),
+            "late_events": sum(st.late_events for st in self.centres.values()),
+            "centres": len(self.centres),
+        }

@@ -1,0 +1,161 @@
+"""Events (SPEC section 1): parse and validate one Kafka message.
+
+``parse(key, value)`` returns an :class:`Event` or raises :class:`EventError` whose
+``reason`` is one of :data:`REASONS`; the worker writes the rejected message unchanged to
+the dead-letter topic with that reason. Pure module: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from callcost.errors import EventError
+
+#: every reject reason, with what it means
+REASONS: dict[str, str] = {
+    "invalid_utf8": "the message value is not UTF-8",
+    "invalid_json": "the message value is not JSON",
+    "not_an_object": "the JSON value is not an object",
+    "missing_field": "a required field is absent",
+    "wrong_type": "a field has the wrong JSON type",
+    "invalid_value": "a field's value breaks its rule (length, characters, range)",
+    "unknown_type": "the event type is not one of SPEC section 1",
+    "key_mismatch": "the Kafka message key is not the event's centre",
+}
+
+# event type codes, small ints so the engine can switch on them cheaply
+LOGIN, LOGOUT, OFFERED, ANSWERED, ENDED, WRAPPED, OUTCOME = range(7)
+TYPES: dict[str, int] = {
+    "agent.login": LOGIN,
+    "agent.logout": LOGOUT,
+    "call.offered": OFFERED,
+    "call.answered": ANSWERED,
+    "call.ended": ENDED,
+    "call.wrapped": WRAPPED,
+    "call.outcome": OUTCOME,
+}
+TYPE_NAMES = {v: k for k, v in TYPES.items()}
+_REQUIRED: dict[int, tuple[str, ...]] = {
+    LOGIN: ("agent",),
+    LOGOUT: ("agent",),
+    OFFERED: ("call", "queue"),
+    ANSWERED: ("call", "agent"),
+    ENDED: ("call",),
+    WRAPPED: ("call",),
+    OUTCOME: ("call", "outcome"),
+}
+OUTCOMES = ("sale", "lead", "resolved", "unresolved")
+CONVERTING = frozenset({"sale", "lead"})
+DIRECTIONS = ("inbound", "outbound")
+CHANNELS = ("voice", "chat", "email")
+MAX_TS = 2**53
+_CENTRE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: int
+    ts: int
+    centre: str
+    agent: str | None = None
+    team: str | None = None
+    call: str | None = None
+    queue: str | None = None
+    direction: str = "inbound"
+    channel: str = "voice"
+    outcome: str | None = None
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES[self.type]
+
+
+def _string(obj: dict[str, object], name: str, max_len: int = 128) -> str:
+    v = obj[name]
+    if not isinstance(v, str):
+        raise EventError("wrong_type", f"{name} must be a string, not {_show(v)}")
+    if not 1 <= len(v) <= max_len:
+        raise EventError("invalid_value", f"{name} must be 1-{max_len} characters, not {len(v)}")
+    return v
+
+
+def _show(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse(key: bytes | None, value: bytes, *, check_key: bool = True) -> Event:
+    """Validate one message. ``check_key`` False skips the key rule (files, replay)."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventError("invalid_utf8", "the value is not valid UTF-8") from None
+        raise EventError("invalid_json", f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise EventError("not_an_object", f"the value is a JSON {type(obj).__name__}, not an object")
+    for name in ("id", "type", "ts", "centre"):
+        if name not in obj:
+            raise EventError("missing_field", f"{name} is required")
+    eid = _string(obj, "id")
+    tname = obj["type"]
+    if not isinstance(tname, str):
+        raise EventError("wrong_type", f"type must be a string, not {_show(tname)}")
+    etype = TYPES.get(tname)
+    if etype is None:
+        raise EventError("unknown_type", f"unknown event type {_show(tname)}")
+    ts = obj["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise EventError("wrong_type", f"ts must be an integer (ms since epoch), not {_show(ts)}")
+    if not 0 < ts < MAX_TS:
+        raise EventError("invalid_value", f"ts must be in (0, 2^53), not {ts}")
+    centre = obj["centre"]
+    if not isinstance(centre, str):
+        raise EventError("wrong_type", f"centre must be a string, not {_show(centre)}")
+    if not _CENTRE_RE.fullmatch(centre):
+        raise EventError("invalid_value", f"centre {_show(centre)} must be 1-64 chars of A-Z a-z 0-9 . _ -")
+    for name in _REQUIRED[etype]:
+        if name not in obj:
+            raise EventError("missing_field", f"{name} is required for {tname}")
+    agent = team = call = queue = outcome = None
+    direction, channel = "inbound", "voice"
+    if etype <= LOGOUT:
+        agent = _string(obj, "agent")
+        if etype == LOGIN and "team" in obj:
+            team = _string(obj, "team")
+    else:
+        call = _string(obj, "call")
+        if etype == OFFERED:
+            queue = _string(obj, "queue")
+            if "direction" in obj:
+                direction = obj["direction"]  # type: ignore[assignment]
+                if not isinstance(direction, str):
+                    raise EventError("wrong_type", f"direction must be a string, not {_show(direction)}")
+                if direction not in DIRECTIONS:
+                    raise EventError("invalid_value", f"direction must be inbound or outbound, not {_show(direction)}")
+            if "channel" in obj:
+                channel = obj["channel"]  # type: ignore[assignment]
+                if not isinstance(channel, str):
+                    raise EventError("wrong_type", f"channel must be a string, not {_show(channel)}")
+                if channel not in CHANNELS:
+                    raise EventError("invalid_value", f"channel must be voice, chat or email, not {_show(channel)}")
+        elif etype == ANSWERED:
+            agent = _string(obj, "agent")
+        elif etype == OUTCOME:
+            outcome = obj["outcome"]  # type: ignore[assignment]
+            if not isinstance(outcome, str):
+                raise EventError("wrong_type", f"outcome must be a string, not {_show(outcome)}")
+            if outcome not in OUTCOMES:
+                raise EventError("invalid_value", f"outcome must be one of {', '.join(OUTCOMES)}, not {_show(outcome)}")
+    if check_key:
+        if key is None:
+            raise EventError("key_mismatch", f"the message has no key; it must be the centre {centre!r}")
+        if key != centre.encode():
+            raise EventError("key_mismatch", f"the message key {_show(key)} is not the centre {centre!r}")
+    return Event(eid, etype, ts, centre, agent, team, call, queue, direction, channel, outcome)

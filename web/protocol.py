@@ -1,0 +1,784 @@
+"""The gateway's state and client protocol. Pure module: no I/O, no asyncio.
+
+The gateway (``web/gateway.py``) reads two Kafka topics and serves their content to
+browsers. Everything it knows lives here, in two stores rebuilt from the topics at every
+start (a restart loses nothing), and one :class:`Session` per websocket connection.
+
+Stores
+======
+
+:class:`FigureStore`
+    The latest figures of every centre. A ``cost-figures`` message holds *every* figure
+    of one centre at one instant ``as_of``, so the store keeps, per centre, the figures
+    of the newest message: a message with a smaller ``as_of`` than the one held for its
+    centre is ignored (Kafka redelivery, a compacted topic read from the start); one with
+    the same ``as_of`` replaces it (a worker that republished an instant). Within a
+    message a (scope, key, window) that appears twice keeps its last figure.
+
+:class:`AlertStore`
+    Every ``cost-alerts`` message in arrival order, and the alerts firing now: an alert is
+    firing from its ``firing`` message until the ``resolved`` message with the same
+    ``id``. A message whose (``id``, ``state``) was already seen (a restarted worker
+    publishes the same alert again) is a duplicate: kept once, sent to nobody.
+
+HTTP queries (answered by the gateway from the stores)
+======================================================
+
+``GET /api/figures?centre=&scope=&window=``
+    ``{"figures": [FIGURE, ...]}``: the latest figure of every key; each parameter is
+    optional. Centres in name order; within a centre, the order of the worker's message.
+``GET /api/alerts?centre=&state=firing|all``
+    ``{"alerts": [ALERT, ...]}``; ``state`` defaults to ``firing`` (the alerts firing
+    now, in the order they fired); ``all`` is every alert message, oldest first (by
+    ``at``, then arrival).
+
+A bad parameter answers 400 ``{"error": CODE, "message": TEXT}`` with the codes below
+(and ``unknown_parameter`` for a parameter name that is not one of those listed).
+
+WebSocket protocol (``/ws``)
+============================
+
+Every frame is one JSON object. The client sends requests in text frames (a binary frame
+holding UTF-8 JSON is accepted too); the server sends text frames only. Every request
+gets exactly one reply, in order; the connection stays open after an error. Fields not
+listed are ignored; a field given as ``null`` counts as absent.
+
+Requests
+--------
+
+``{"op": "subscribe", "channel": "figures", "centre": C, "scope": S, "window": W, "sub": ID}``
+    ``centre`` is required (1-64 chars of ``A-Z a-z 0-9 . _ -``); ``scope`` (one of
+    ``centre``, ``queue``, ``channel``, ``direction``) and ``window`` (``today`` or
+    ``N`` followed by ``s``, ``m`` or ``h``, e.g. ``15m``) are optional and mean *all*
+    when absent. Reply::
+
+        {"type": "snapshot", "sub": ID, "channel": "figures", "seq": 0, "centre": C,
+         "scope": S|null, "window": W|null, "as_of": T|null, "figures": [FIGURE, ...]}
+
+    with every current figure of the subscription (``as_of`` null and ``figures`` empty
+    when the centre has none yet). Then, for each new figures message of that centre::
+
+        {"type": "update", "sub": ID, "channel": "figures", "seq": N, "centre": C,
+         "as_of": T, "figures": [FIGURE, ...]}
+
+    ``figures`` holds every figure of the message that matches the subscription, so an
+    update *replaces* what the client shows for the subscription: it is the whole
+    current state, never a delta. (It may be empty when no figure matches.)
+
+``{"op": "subscribe", "channel": "alerts", "centre": C, "sub": ID}``
+    ``centre`` optional (absent: every centre). Reply::
+
+        {"type": "snapshot", "sub": ID, "channel": "alerts", "seq": 0, "centre": C|null,
+         "alerts": [ALERT, ...]}
+
+    with the alerts firing now, then one message per new alert message (SPEC section 5)::
+
+        {"type": "alert", "sub": ID, "seq": N, "id": ..., "state": "firing"|"resolved",
+         "rule": ..., "centre": ..., "scope": ..., "key": ..., "window": ...,
+         "direction": ..., "value": ..., "low": ..., "high": ..., "handled": ...,
+         "since": ..., "at": ...}
+
+``sub`` (optional on both): the subscription id, a string of 1-64 characters chosen by
+the client; when absent the server assigns one, ``"s1"``, ``"s2"``, ... (clients that
+choose their own should not use that form). At most 64 subscriptions per connection, and
+one subscription per (channel, centre, scope, window).
+
+``{"op": "unsubscribe", "sub": ID}`` or ``{"op": "unsubscribe", "channel": ...,
+"centre": ..., "scope": ..., "window": ...}`` (the same fields as the subscription)
+    Reply ``{"type": "unsubscribed", "sub": ID}``. Nothing more is sent for that
+    subscription, not even what was waiting to be sent; its id can be used again.
+
+``{"op": "ping", "id": X}``
+    Reply ``{"type": "pong", "id": X}`` (``id`` is optional, any JSON value, echoed).
+
+``seq``
+    Per subscription: 0 for the snapshot, then 1, 2, 3, ... in the order sent, without
+    gaps. ``seq`` numbers what is *sent*: when a client reads too slowly, figures updates
+    for a subscription are conflated (the newest replaces the one still waiting, which
+    loses nothing since an update is the whole state); alerts and replies are never
+    dropped. A client that falls further behind (more than ``hard_limit`` messages
+    waiting) is disconnected with close code 1013 (try again later); it should reconnect
+    and subscribe again.
+
+Errors
+------
+
+``{"type": "error", "error": CODE, "message": TEXT, "request": OP|null, "sub": ID}``
+where ``request`` is the request's ``op`` when it is a string, ``sub`` is present when
+the request carried a string ``sub``, and ``TEXT`` names the value at fault. CODE:
+
+=========================  =================================================================
+``invalid_json``           the frame is not JSON (or a binary frame that is not UTF-8)
+``not_an_object``          the JSON value is not an object
+``missing_field``          a required field is absent (``op``, ``channel``, figures ``centre``,
+                           an ``unsubscribe`` with neither ``sub`` nor ``channel``)
+``wrong_type``             a field has the wrong JSON type
+``invalid_value``          a field breaks its rule (centre characters, window form, sub length)
+``unknown_op``             ``op`` is not ``subscribe``, ``unsubscribe`` or ``ping``
+``unknown_channel``        ``channel`` is not ``figures`` or ``alerts``
+``unknown_scope``          ``scope`` is not ``centre``, ``queue``, ``channel``, ``direction``
+``duplicate_sub``          the ``sub`` id is already in use on this connection
+``already_subscribed``     a subscription with the same channel/centre/scope/window exists
+``too_many_subscriptions`` the connection already has 64 subscriptions
+``unknown_sub``            ``unsubscribe`` names no subscription of this connection
+=========================  =================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from callcost.errors import CallcostError, ProtocolError
+
+SCOPES: tuple[str, ...] = ("centre", "queue", "channel", "direction")
+CHANNELS: tuple[str, ...] = ("figures", "alerts")
+OPS: tuple[str, ...] = ("subscribe", "unsubscribe", "ping")
+ALERT_STATES: tuple[str, ...] = ("firing", "resolved")
+DIRECTIONS: tuple[str, ...] = ("above", "below")
+
+#: every error code a client can get, with what it means
+ERRORS: dict[str, str] = {
+    "invalid_json": "the frame is not JSON",
+    "not_an_object": "the JSON value is not an object",
+    "missing_field": "a required field is absent",
+    "wrong_type": "a field has the wrong JSON type",
+    "invalid_value": "a field breaks its rule",
+    "unknown_op": "op is not subscribe, unsubscribe or ping",
+    "unknown_channel": "channel is not figures or alerts",
+    "unknown_scope": "scope is not centre, queue, channel or direction",
+    "duplicate_sub": "the sub id is already in use on this connection",
+    "already_subscribed": "the same subscription exists on this connection",
+    "too_many_subscriptions": "the connection has reached its subscription limit",
+    "unknown_sub": "no such subscription on this connection",
+    "unknown_parameter": "an HTTP query parameter is not one the path takes",
+}
+
+MAX_SUBSCRIPTIONS = 64
+#: figures updates are conflated once this many messages wait for one client
+SOFT_LIMIT = 64
+#: a client with more than this many messages waiting is disconnected (close code 1013)
+HARD_LIMIT = 1024
+
+_CENTRE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_WINDOW = re.compile(r"today|[1-9][0-9]{0,8}[smh]")
+
+
+class RequestError(ProtocolError):
+    """A client request that cannot be served; ``code`` is one of :data:`ERRORS`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class BadMessage(CallcostError):
+    """A message on a gateway topic that breaks its format; ``reason`` is a short code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def show(value: Any) -> str:
+    """A short JSON rendering of ``value`` for an error message."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One message as UTF-8 JSON, ready for a text frame or an HTTP body."""
+    return orjson.dumps(message)
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_centre(value: Any, field: str = "centre") -> str:
+    if not isinstance(value, str):
+        raise RequestError("wrong_type", f"'{field}' must be a string, got {show(value)}")
+    if not _CENTRE.fullmatch(value):
+        raise RequestError(
+            "invalid_value",
+            f"'{field}' must be 1-64 characters of A-Z a-z 0-9 . _ -, got {show(value)}",
+        )
+    return value
+
+
+def check_scope(value: Any) -> str:
+    if not isinstance(value, str):
+        raise RequestError("wrong_type", f"'scope' must be a string, got {show(value)}")
+    if value not in SCOPES:
+        raise RequestError(
+            "unknown_scope", f"unknown scope {show(value)}; expected one of {', '.join(SCOPES)}"
+        )
+    return value
+
+
+def check_window(value: Any) -> str:
+    if not isinstance(value, str):
+        raise RequestError("wrong_type", f"'window' must be a string, got {show(value)}")
+    if not _WINDOW.fullmatch(value):
+        raise RequestError(
+            "invalid_value",
+            f"'window' must be 'today' or a length like '15m', '1h', '90s', got {show(value)}",
+        )
+    return value
+
+
+def _optional(request: Mapping[str, Any], field: str, check: Any) -> Any:
+    value = request.get(field)
+    return None if value is None else check(value)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class FiguresMessage:
+    """One ``cost-figures`` message: every figure of ``centre`` at ``as_of``."""
+
+    centre: str
+    as_of: int
+    figures: tuple[dict[str, Any], ...]
+
+
+def _load_object(value: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage("invalid_json", f"{what} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadMessage("not_an_object", f"{what} is not a JSON object: {show(data)}")
+    return data
+
+
+def _need(data: Mapping[str, Any], field: str, ok: Any, rule: str, where: str) -> Any:
+    if field not in data:
+        raise BadMessage("missing_field", f"{where} has no '{field}'")
+    value = data[field]
+    if not ok(value):
+        raise BadMessage("invalid_value", f"{where} '{field}' must be {rule}, got {show(value)}")
+    return value
+
+
+def _good_centre(v: Any) -> bool:
+    return isinstance(v, str) and _CENTRE.fullmatch(v) is not None
+
+
+def _nonempty_str(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def parse_figures(value: bytes | str) -> FiguresMessage:
+    """Decode and check one ``cost-figures`` message value; raises :class:`BadMessage`.
+
+    The identity of every figure (centre, scope, key, window) is checked, since the store
+    and the subscriptions key on it; the other fields are passed through as they are.
+    """
+    data = _load_object(value, "figures message")
+    where = "figures message"
+    _need(data, "type", lambda v: v == "figures", "'figures'", where)
+    centre = _need(data, "centre", _good_centre, "a centre id", where)
+    as_of = _need(data, "as_of", _is_int, "an integer (ms)", where)
+    figures = _need(data, "figures", lambda v: isinstance(v, list), "a list", where)
+    out: list[dict[str, Any]] = []
+    for i, figure in enumerate(figures):
+        at = f"figure {i} of {centre}@{as_of}"
+        if not isinstance(figure, dict):
+            raise BadMessage("not_an_object", f"{at} is not a JSON object: {show(figure)}")
+        _need(figure, "centre", lambda v: v == centre, f"the message's centre {show(centre)}", at)
+        _need(figure, "scope", lambda v: v in SCOPES, f"one of {', '.join(SCOPES)}", at)
+        _need(figure, "key", _nonempty_str, "a non-empty string", at)
+        _need(figure, "window", _nonempty_str, "a non-empty string", at)
+        if "as_of" in figure and not _is_int(figure["as_of"]):
+            raise BadMessage("invalid_value", f"{at} 'as_of' must be an integer")
+        out.append(figure)
+    return FiguresMessage(centre, as_of, tuple(out))
+
+
+def parse_alert(value: bytes | str) -> dict[str, Any]:
+    """Decode and check one ``cost-alerts`` message value (SPEC section 5)."""
+    data = _load_object(value, "alert message")
+    where = "alert message"
+    _need(data, "type", lambda v: v == "alert", "'alert'", where)
+    alert_id = _need(data, "id", _nonempty_str, "a non-empty string", where)
+    where = f"alert {show(alert_id)}"
+    _need(data, "state", lambda v: v in ALERT_STATES, "'firing' or 'resolved'", where)
+    _need(data, "centre", _good_centre, "a centre id", where)
+    _need(data, "rule", _nonempty_str, "a non-empty string", where)
+    _need(data, "scope", lambda v: v in SCOPES, f"one of {', '.join(SCOPES)}", where)
+    _need(data, "key", _nonempty_str, "a non-empty string", where)
+    _need(data, "window", _nonempty_str, "a non-empty string", where)
+    _need(data, "direction", lambda v: v in DIRECTIONS, "'above' or 'below'", where)
+    for field in ("value", "low", "high"):
+        _need(data, field, lambda v: v is None or _is_number(v), "a number or null", where)
+    _need(data, "handled", lambda v: v is None or _is_int(v), "an integer or null", where)
+    _need(data, "since", _is_int, "an integer (ms)", where)
+    _need(data, "at", _is_int, "an integer (ms)", where)
+    return data
+
+
+# --------------------------------------------------------------------------- stores
+
+
+FigureId = tuple[str, str, str]  # (scope, key, window)
+
+
+class FigureStore:
+    """The latest figures message of every centre (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._centres: dict[str, tuple[int, dict[FigureId, dict[str, Any]]]] = {}
+
+    def apply(self, message: FiguresMessage) -> bool:
+        """Take ``message``; False when it is older than what is held for its centre."""
+        held = self._centres.get(message.centre)
+        if held is not None and message.as_of < held[0]:
+            return False
+        figures = {(f["scope"], f["key"], f["window"]): f for f in message.figures}
+        self._centres[message.centre] = (message.as_of, figures)
+        return True
+
+    def centres(self) -> list[str]:
+        return sorted(self._centres)
+
+    def as_of(self, centre: str) -> int | None:
+        held = self._centres.get(centre)
+        return None if held is None else held[0]
+
+    def query(
+        self, centre: str | None = None, scope: str | None = None, window: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The figures held, any filter optional (None: all)."""
+        names = self.centres() if centre is None else [centre]
+        out: list[dict[str, Any]] = []
+        for name in names:
+            held = self._centres.get(name)
+            if held is not None:
+                out.extend(select(held[1].values(), scope, window))
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(held[1]) for held in self._centres.values())
+
+
+def select(
+    figures: Iterable[dict[str, Any]], scope: str | None, window: str | None
+) -> list[dict[str, Any]]:
+    return [
+        f
+        for f in figures
+        if (scope is None or f["scope"] == scope) and (window is None or f["window"] == window)
+    ]
+
+
+class AlertStore:
+    """Every alert message in arrival order, and the alerts firing now."""
+
+    def __init__(self) -> None:
+        self._history: list[dict[str, Any]] = []
+        self._firing: dict[str, dict[str, Any]] = {}
+        self._seen: set[tuple[str, str]] = set()
+
+    def apply(self, alert: dict[str, Any]) -> bool:
+        """Take ``alert`` (from :func:`parse_alert`); False when it is a duplicate."""
+        mark = (alert["id"], alert["state"])
+        if mark in self._seen:
+            return False
+        self._seen.add(mark)
+        self._history.append(alert)
+        if alert["state"] == "firing":
+            if (alert["id"], "resolved") not in self._seen:
+                self._firing[alert["id"]] = alert
+        else:
+            self._firing.pop(alert["id"], None)
+        return True
+
+    def query(self, centre: str | None = None, state: str = "firing") -> list[dict[str, Any]]:
+        """``firing``: the alerts firing now, in the order they fired; ``all``: every
+        alert message, oldest first (by ``at``, then arrival)."""
+        if state == "firing":
+            source: Iterable[dict[str, Any]] = self._firing.values()
+        else:
+            source = sorted(self._history, key=lambda a: a["at"])
+        return [a for a in source if centre is None or a["centre"] == centre]
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+    @property
+    def firing_count(self) -> int:
+        return len(self._firing)
+
+
+# --------------------------------------------------------------------------- HTTP queries
+
+
+def _params(
+    params: Mapping[str, list[str]], allowed: tuple[str, ...]
+) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name, values in params.items():
+        if name not in allowed:
+            raise RequestError(
+                "unknown_parameter",
+                f"unknown parameter {show(name)}; expected {', '.join(allowed)}",
+            )
+        out[name] = values[-1] if values and values[-1] != "" else None
+    return out
+
+
+def figures_query(params: Mapping[str, list[str]]) -> tuple[str | None, str | None, str | None]:
+    """(centre, scope, window) of ``GET /api/figures`` from its parsed query string."""
+    p = _params(params, ("centre", "scope", "window"))
+    return (
+        _optional(p, "centre", check_centre),
+        _optional(p, "scope", check_scope),
+        _optional(p, "window", check_window),
+    )
+
+
+def alerts_query(params: Mapping[str, list[str]]) -> tuple[str | None, str]:
+    """(centre, state) of ``GET /api/alerts`` from its parsed query string."""
+    p = _params(params, ("centre", "state"))
+    state = p.get("state") or "firing"
+    if state not in ("firing", "all"):
+        raise RequestError("invalid_value", f"'state' must be firing or all, got {show(state)}")
+    return _optional(p, "centre", check_centre), state
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class FiguresUpdate:
+    """A new figures message on its way to the sessions.
+
+    The figures selected for one (scope, window) are encoded once and shared by every
+    subscription with that filter, so fanning a message out to many clients costs one
+    small envelope per client, not one encoding of the figures each.
+    """
+
+    __slots__ = ("_cache", "message")
+
+    def __init__(self, message: FiguresMessage) -> None:
+        self.message = message
+        self._cache: dict[tuple[str | None, str | None], orjson.Fragment] = {}
+
+    def figures(self, scope: str | None, window: str | None) -> orjson.Fragment:
+        key = (scope, window)
+        fragment = self._cache.get(key)
+        if fragment is None:
+            fragment = orjson.Fragment(orjson.dumps(select(self.message.figures, scope, window)))
+            self._cache[key] = fragment
+        return fragment
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    sub: str
+    channel: str
+    centre: str | None
+    scope: str | None = None
+    window: str | None = None
+    #: the seq of the next message sent on this subscription
+    seq: int = 0
+    #: the update waiting to be sent, if any (the one a newer update replaces)
+    waiting: _Entry | None = None
+
+    @property
+    def filters(self) -> tuple[str, str | None, str | None, str | None]:
+        return (self.channel, self.centre, self.scope, self.window)
+
+    def describe(self) -> str:
+        if self.channel == "figures":
+            return (
+                f"figures centre {show(self.centre)} scope {show(self.scope)} "
+                f"window {show(self.window)}"
+            )
+        return f"alerts centre {show(self.centre)}"
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """One message waiting to be sent; ``seq`` is stamped when it leaves."""
+
+    sub: Subscription | None
+    body: dict[str, Any]
+    kind: str  # "reply", "snapshot", "update", "alert"
+
+
+class Session:
+    """The protocol state of one websocket connection.
+
+    Requests go in through :meth:`receive`, topic messages through :meth:`on_figures` and
+    :meth:`on_alert`; everything to send waits in one outbox, read by :meth:`next_frame`,
+    so a reply and the updates of a subscription always leave in the order they were
+    made. The outbox conflates figures updates once ``soft_limit`` messages wait, and
+    sets :attr:`overflowed` once more than ``hard_limit`` wait: the caller then closes
+    the connection.
+    """
+
+    def __init__(
+        self,
+        figures: FigureStore,
+        alerts: AlertStore,
+        *,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        soft_limit: int = SOFT_LIMIT,
+        hard_limit: int = HARD_LIMIT,
+    ) -> None:
+        self.figures = figures
+        self.alerts = alerts
+        self.max_subscriptions = max_subscriptions
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.subscriptions: dict[str, Subscription] = {}
+        self.overflowed = False
+        #: figures updates replaced by a newer one before they were sent
+        self.conflated = 0
+        self._outbox: deque[_Entry] = deque()
+        self._next_id = 1
+
+    # ----------------------------------------------------------------- requests
+
+    def receive(self, frame: str | bytes) -> dict[str, Any]:
+        """Handle one client frame; queue its reply and return it (before its seq)."""
+        request: Any = None
+        try:
+            try:
+                request = orjson.loads(frame)
+            except orjson.JSONDecodeError as exc:
+                raise RequestError("invalid_json", f"the frame is not JSON: {exc}") from None
+            if not isinstance(request, dict):
+                raise RequestError(
+                    "not_an_object", f"a request must be a JSON object, got {show(request)}"
+                )
+            reply = self._dispatch(request)
+        except RequestError as exc:
+            reply = {"type": "error", "error": exc.code, "message": exc.message}
+            op = request.get("op") if isinstance(request, dict) else None
+            reply["request"] = op if isinstance(op, str) else None
+            sub = request.get("sub") if isinstance(request, dict) else None
+            if isinstance(sub, str):
+                reply["sub"] = sub
+            self._push(_Entry(None, reply, "reply"))
+        return reply
+
+    def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op is None:
+            raise RequestError("missing_field", "a request needs 'op'")
+        if not isinstance(op, str):
+            raise RequestError("wrong_type", f"'op' must be a string, got {show(op)}")
+        if op == "subscribe":
+            return self._subscribe(request)
+        if op == "unsubscribe":
+            return self._unsubscribe(request)
+        if op == "ping":
+            reply = {"type": "pong"}
+            if request.get("id") is not None:
+                reply["id"] = request["id"]
+            self._push(_Entry(None, reply, "reply"))
+            return reply
+        raise RequestError("unknown_op", f"unknown op {show(op)}; expected {', '.join(OPS)}")
+
+    def _filters(self, request: dict[str, Any]) -> Subscription:
+        """The subscription a request describes, with its sub id still unset."""
+        channel = request.get("channel")
+        if channel is None:
+            raise RequestError("missing_field", "a subscription needs 'channel'")
+        if not isinstance(channel, str):
+            raise RequestError("wrong_type", f"'channel' must be a string, got {show(channel)}")
+        if channel == "figures":
+            if request.get("centre") is None:
+                raise RequestError("missing_field", "a figures subscription needs 'centre'")
+            return Subscription(
+                "",
+                channel,
+                check_centre(request["centre"]),
+                _optional(request, "scope", check_scope),
+                _optional(request, "window", check_window),
+            )
+        if channel == "alerts":
+            return Subscription("", channel, _optional(request, "centre", check_centre))
+        raise RequestError(
+            "unknown_channel",
+            f"unknown channel {show(channel)}; expected {', '.join(CHANNELS)}",
+        )
+
+    def _check_sub(self, request: dict[str, Any]) -> str | None:
+        sub = request.get("sub")
+        if sub is None:
+            return None
+        if not isinstance(sub, str):
+            raise RequestError("wrong_type", f"'sub' must be a string, got {show(sub)}")
+        if not 1 <= len(sub) <= 64:
+            raise RequestError("invalid_value", f"'sub' must be 1-64 characters, got {show(sub)}")
+        return sub
+
+    def _subscribe(self, request: dict[str, Any]) -> dict[str, Any]:
+        subscription = self._filters(request)
+        sub = self._check_sub(request)
+        if sub is not None and sub in self.subscriptions:
+            raise RequestError("duplicate_sub", f"sub {show(sub)} is already in use")
+        for other in self.subscriptions.values():
+            if other.filters == subscription.filters:
+                raise RequestError(
+                    "already_subscribed",
+                    f"already subscribed to {other.describe()} as sub {show(other.sub)}",
+                )
+        if len(self.subscriptions) >= self.max_subscriptions:
+            raise RequestError(
+                "too_many_subscriptions",
+                f"at most {self.max_subscriptions} subscriptions per connection",
+            )
+        if sub is None:
+            while f"s{self._next_id}" in self.subscriptions:
+                self._next_id += 1
+            sub = f"s{self._next_id}"
+            self._next_id += 1
+        subscription.sub = sub
+        self.subscriptions[sub] = subscription
+        if subscription.channel == "figures":
+            centre = subscription.centre
+            assert centre is not None
+            snapshot: dict[str, Any] = {
+                "type": "snapshot",
+                "sub": sub,
+                "channel": "figures",
+                "seq": None,
+                "centre": centre,
+                "scope": subscription.scope,
+                "window": subscription.window,
+                "as_of": self.figures.as_of(centre),
+                "figures": self.figures.query(centre, subscription.scope, subscription.window),
+            }
+        else:
+            snapshot = {
+                "type": "snapshot",
+                "sub": sub,
+                "channel": "alerts",
+                "seq": None,
+                "centre": subscription.centre,
+                "alerts": self.alerts.query(subscription.centre, "firing"),
+            }
+        self._push(_Entry(subscription, snapshot, "snapshot"))
+        return snapshot
+
+    def _unsubscribe(self, request: dict[str, Any]) -> dict[str, Any]:
+        sub = self._check_sub(request)
+        if sub is not None:
+            subscription = self.subscriptions.get(sub)
+            if subscription is None:
+                raise RequestError("unknown_sub", f"no subscription {show(sub)}")
+        elif request.get("channel") is None:
+            raise RequestError("missing_field", "unsubscribe needs 'sub' or 'channel'")
+        else:
+            wanted = self._filters(request)
+            found = [s for s in self.subscriptions.values() if s.filters == wanted.filters]
+            if not found:
+                raise RequestError("unknown_sub", f"no subscription to {wanted.describe()}")
+            subscription = found[0]
+        del self.subscriptions[subscription.sub]
+        self._outbox = deque(e for e in self._outbox if e.sub is not subscription)
+        reply = {"type": "unsubscribed", "sub": subscription.sub}
+        self._push(_Entry(None, reply, "reply"))
+        return reply
+
+    # ----------------------------------------------------------------- topic messages
+
+    def on_figures(self, update: FiguresUpdate) -> int:
+        """Queue ``update`` for every figures subscription to its centre; returns how many."""
+        message = update.message
+        count = 0
+        for subscription in self.subscriptions.values():
+            if subscription.channel != "figures" or subscription.centre != message.centre:
+                continue
+            count += 1
+            figures = update.figures(subscription.scope, subscription.window)
+            waiting = subscription.waiting
+            if waiting is not None and len(self._outbox) >= self.soft_limit:
+                waiting.body["as_of"] = message.as_of
+                waiting.body["figures"] = figures
+                self.conflated += 1
+                continue
+            body = {
+                "type": "update",
+                "sub": subscription.sub,
+                "channel": "figures",
+                "seq": None,
+                "centre": message.centre,
+                "as_of": message.as_of,
+                "figures": figures,
+            }
+            entry = _Entry(subscription, body, "update")
+            subscription.waiting = entry
+            self._push(entry)
+        return count
+
+    def on_alert(self, alert: dict[str, Any]) -> int:
+        """Queue ``alert`` for every alerts subscription that takes it; returns how many."""
+        count = 0
+        for subscription in self.subscriptions.values():
+            if subscription.channel != "alerts":
+                continue
+            if subscription.centre is not None and subscription.centre != alert["centre"]:
+                continue
+            count += 1
+            body = {"type": "alert", "sub": subscription.sub, "seq": None}
+            body.update((k, v) for k, v in alert.items() if k not in body)
+            self._push(_Entry(subscription, body, "alert"))
+        return count
+
+    # ----------------------------------------------------------------- outbox
+
+    def _push(self, entry: _Entry) -> None:
+        self._outbox.append(entry)
+        if len(self._outbox) > self.hard_limit:
+            self.overflowed = True
+
+    @property
+    def pending(self) -> int:
+        """How many messages wait to be sent."""
+        return len(self._outbox)
+
+    def next_message(self) -> dict[str, Any] | None:
+        """The next message to send, its seq stamped, or None when none waits.
+
+        Figures in updates are pre-encoded (:class:`orjson.Fragment`); use
+        :func:`encode` on the result, or :meth:`next_frame`.
+        """
+        if not self._outbox:
+            return None
+        entry = self._outbox.popleft()
+        subscription = entry.sub
+        if subscription is not None:
+            entry.body["seq"] = subscription.seq
+            subscription.seq += 1
+            if subscription.waiting is entry:
+                subscription.waiting = None
+        return entry.body
+
+    def next_frame(self) -> bytes | None:
+        """The next message to send as UTF-8 JSON, or None when none waits."""
+        message = self.next_message()
+        return None if message is None else encode(message)
