@@ -1,0 +1,139 @@
+"""The numba kernels against plain-Python references (numbagg style)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from callcost.streams import kernels as K
+
+
+def ref_window_sums(bts, bkey, bval, sts, scls, sdel, T, S, nk, nc):
+    """Brute force: bookings with ts in [S, T); staffed ms by class over [S, T)."""
+    R = np.zeros((nk, K.NV), np.int64)
+    for i in range(len(bts)):
+        if S <= bts[i] < T:
+            for k in bkey[i]:
+                if k >= 0:
+                    R[k] += bval[i]
+    SR = np.zeros(nc, np.int64)
+    # the open count by class is a step function: integrate it over [S, T)
+    for i in range(len(sts)):
+        start = max(sts[i], S)
+        if start < T:
+            SR[scls[i]] += sdel[i] * (T - start)
+    return R, SR
+
+
+def ref_derive(R_w, SR_w, length_ms, labour_rates, rates):
+    staffed = int(SR_w.sum())
+    labour = sum(SR_w[c] * labour_rates[c] for c in range(len(SR_w))) / 3_600_000
+    overhead = (rates[K.R_FIXED] * length_ms + rates[K.R_SEAT] * staffed) / 3_600_000
+    rows = []
+    for k in range(R_w.shape[0]):
+        handled = R_w[k, K.V_HANDLED]
+        h = R_w[k, K.V_HANDLE_MS]
+        tel = (R_w[k, K.V_BILL_IN_S] * rates[K.R_TEL_IN] + R_w[k, K.V_BILL_OUT_S] * rates[K.R_TEL_OUT]) / 60
+        share = 1.0 if k == 0 else (h / R_w[0, K.V_HANDLE_MS] if R_w[0, K.V_HANDLE_MS] else 0.0)
+        total = tel + (labour + overhead) * share
+        rows.append((handled, total / handled if handled else math.nan))
+    return rows
+
+
+def random_case(rng, n_b=300, n_agents=6, span_s=600, nk=6, nc=3):
+    t0 = 1_700_000_000_000
+    bts = np.sort(rng.integers(t0, t0 + span_s * 1000, n_b)).astype(np.int64)
+    bkey = np.column_stack(
+        [np.zeros(n_b, np.int32), rng.integers(1, 3, n_b), rng.integers(3, 5, n_b), rng.integers(5, nk, n_b)]
+    ).astype(np.int32)
+    bkey[rng.random(n_b) < 0.1, 3] = -1
+    bval = rng.integers(0, 50, (n_b, K.NV)).astype(np.int64)
+    pts = []
+    for _ in range(n_agents):
+        times = np.sort(rng.integers(t0, t0 + span_s * 1000, 4))
+        c = int(rng.integers(0, nc))
+        for j, t in enumerate(times):
+            pts.append((int(t), c, 1 if j % 2 == 0 else -1))
+    pts.sort()
+    sts = np.array([p[0] for p in pts], np.int64)
+    scls = np.array([p[1] for p in pts], np.int64)
+    sdel = np.array([p[2] for p in pts], np.int64)
+    return t0, bts, bkey, bval, sts, scls, sdel
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sweep_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    nk, nc = 6, 3
+    t0, bts, bkey, bval, sts, scls, sdel = random_case(rng, nk=nk, nc=nc)
+    wlen = np.array([60_000, 5_000, -1, 300_000], np.int64)
+    nw = len(wlen)
+    M0 = (t0 // 1000) * 1000
+    midnight = M0 + 137_000  # a pretend local midnight inside the span
+    today_start = M0 - 3_600_000
+    R = np.zeros((nw, nk, K.NV), np.int64)
+    SR = np.zeros((nw, nc), np.int64)
+    nhead = np.zeros(nc, np.int64)
+    ntail = np.zeros((nw, nc), np.int64)
+    labour_rates = np.array([24.0, 30.0, 21.5])
+    rates = np.array([1.5, 60.0, 0.012, 0.02])
+    outw = np.array([0, -1, 1, 2], np.int64)
+    n_total = 700
+    out_h = np.zeros((n_total, 3, nk), np.int64)
+    out_c = np.zeros((n_total, 3, nk))
+    # two calls, to check that state carries over between batches
+    first = 333
+    ts1 = K.sweep(bts, bkey, bval, sts, scls, sdel, np.int64(M0), first, wlen, np.int64(today_start),
+                  np.array([midnight]), R, SR, nhead, ntail, labour_rates, rates, outw,
+                  out_h[:first], out_c[:first])  # fmt: skip
+    assert ts1 == midnight
+    K.sweep(bts, bkey, bval, sts, scls, sdel, np.int64(M0 + first * 1000), n_total - first, wlen,
+            np.int64(ts1), np.zeros(0, np.int64), R, SR, nhead, ntail, labour_rates, rates, outw,
+            out_h[first:], out_c[first:])  # fmt: skip
+    for i in range(n_total):
+        T = M0 + (i + 1) * 1000
+        for w in range(nw):
+            S = T - wlen[w] if wlen[w] >= 0 else (midnight if T >= midnight else today_start)
+            Rw, SRw = ref_window_sums(bts, bkey, bval, sts, scls, sdel, T, S, nk, nc)
+            if i == n_total - 1:
+                np.testing.assert_array_equal(R[w], Rw)
+                np.testing.assert_array_equal(SR[w], SRw)
+            if outw[w] >= 0:
+                rows = ref_derive(Rw, SRw, T - S, labour_rates, rates)
+                for k, (handled, cpc) in enumerate(rows):
+                    assert out_h[i, outw[w], k] == handled
+                    got = out_c[i, outw[w], k]
+                    assert (math.isnan(got) and math.isnan(cpc)) or got == pytest.approx(cpc, rel=1e-12)
+
+
+def test_derive_allocates_by_handle_time() -> None:
+    R = np.zeros((3, K.NV), np.int64)
+    R[0, K.V_HANDLED], R[0, K.V_HANDLE_MS] = 3, 300_000
+    R[1, K.V_HANDLED], R[1, K.V_HANDLE_MS], R[1, K.V_BILL_IN_S] = 1, 100_000, 60
+    R[2, K.V_HANDLED], R[2, K.V_HANDLE_MS] = 2, 200_000
+    R[0, K.V_BILL_IN_S] = 60
+    SR = np.array([3_600_000], np.int64)  # one agent-hour at the default rate
+    out = np.zeros((3, K.NF))
+    K.derive(R, SR, 900_000, np.array([24.0]), np.array([1.5, 60.0, 0.012, 0.02]), out)
+    labour, overhead = 24.0, 60.0 * 0.25 + 1.5
+    assert out[0, K.F_LABOUR] == pytest.approx(labour)
+    assert out[0, K.F_OVERHEAD] == pytest.approx(overhead)
+    assert out[0, K.F_TELEPHONY] == pytest.approx(0.012)
+    assert out[1, K.F_TOTAL] + out[2, K.F_TOTAL] == pytest.approx(out[0, K.F_TOTAL])
+    assert out[2, K.F_LABOUR] == pytest.approx(labour * 2 / 3)
+    assert out[0, K.F_OCCUPANCY] == pytest.approx(300 / 3600)
+    assert math.isnan(out[1, K.F_STAFFED_S]) and math.isnan(out[1, K.F_COST_PER_SALE])
+    assert out[0, K.F_COST_PER_CALL] == pytest.approx(out[0, K.F_TOTAL] / 3)
+    assert out[1, K.F_AHT_S] == pytest.approx(100.0)
+
+
+def test_derive_no_handle_time_allocates_nothing() -> None:
+    R = np.zeros((2, K.NV), np.int64)
+    R[1, K.V_OFFERED] = 4
+    out = np.zeros((2, K.NF))
+    K.derive(R, np.array([1000], np.int64), 60_000, np.array([24.0]), np.array([1.5, 60.0, 0.0, 0.0]), out)
+    assert out[1, K.F_TOTAL] == 0.0 and out[0, K.F_TOTAL] > 0
+    assert math.isnan(out[0, K.F_COST_PER_CALL]) and math.isnan(out[0, K.F_AHT_S])
+    assert out[0, K.F_OCCUPANCY] == 0.0
