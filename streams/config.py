@@ -115,8 +115,8 @@ class StreamSettings:
     idle_advance: bool = False
     #: how long event ids are remembered behind the watermark for duplicate detection
     dedup_ms: int = 3_600_000
-    #: how long a call's join state is kept after its last event (beyond the watermark)
-    call_ttl_ms: int = 26 * 3_600_000
+    #: how long a call's join state is kept after its last event, behind the watermark
+    call_ttl_ms: int = 4 * 3_600_000
 
 
 @dataclass(frozen=True, slots=True)

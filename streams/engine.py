@@ -38,6 +38,7 @@ import numpy as np
 from callcost.agents.alerts import AlertMachine, Band
 from callcost.errors import EventError
 from callcost.streams import kernels as K
+from callcost.streams.calls import OUTBOUND, VOICE, CallTable
 from callcost.streams.config import Settings, Window
 from callcost.streams.events import (
     ANSWERED,
@@ -71,19 +72,6 @@ class Output:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     #: figures captured at requested instants (replay ``--at``)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Call:
-    __slots__ = ("answered", "bookings", "ended", "last_ts", "offered", "outcome", "wrapped")
-
-    def __init__(self) -> None:
-        self.offered: tuple[int, str, int, int, int, bool, bool] | None = None
-        self.answered: tuple[int, str] | None = None
-        self.ended: tuple[int, str] | None = None
-        self.wrapped: tuple[int, str] | None = None
-        self.outcome: tuple[int, str, bool] | None = None
-        self.bookings: tuple[tuple[int, ...], ...] = ()
-        self.last_ts = 0
 
 
 class _Agent:
@@ -144,7 +132,7 @@ class CentreState:
         self.keys: list[tuple[str, str]] = [("centre", centre)]
         self.key_index: dict[tuple[str, str], int] = {("centre", centre): 0}
         # join state
-        self.calls: dict[str, _Call] = {}
+        self.calls = CallTable()
         self.agents: dict[str, _Agent] = {}
         self.seen: dict[str, int] = {}  # event id -> ts, for duplicate detection
         # time
@@ -223,82 +211,50 @@ class CentreState:
         return True
 
     def _apply_call(self, ev: Event) -> None:
-        call = self.calls.get(ev.call)  # type: ignore[arg-type]
-        if call is None:
-            call = self.calls[ev.call] = _Call()  # type: ignore[index]
-        if ev.ts > call.last_ts:
-            call.last_ts = ev.ts
+        calls = self.calls
+        i = calls.slot(ev.call)  # type: ignore[arg-type]
+        ts = ev.ts
+        if ts > calls.last_ts[i]:
+            calls.last_ts[i] = ts
         t = ev.type
-        cur: tuple[Any, ...] | None
         if t == OFFERED:
-            cur = call.offered
-            if cur is not None and (cur[0], cur[1]) <= (ev.ts, ev.id):
+            cur = calls.off_ts[i]
+            if cur != 0 and (cur < ts or (cur == ts and calls.off_id[i] <= ev.id)):  # type: ignore[operator]
                 return
-            call.offered = (
-                ev.ts,
-                ev.id,
-                self.key("queue", ev.queue),  # type: ignore[arg-type]
-                self.key("channel", ev.channel),
-                self.key("direction", ev.direction),
-                ev.channel == "voice",
-                ev.direction == "outbound",
+            old = calls.bookings(i, self.inc_s)
+            calls.off_ts[i] = ts
+            calls.off_id[i] = ev.id
+            calls.off_q[i] = self.key("queue", ev.queue)  # type: ignore[arg-type]
+            calls.off_ch[i] = self.key("channel", ev.channel)
+            calls.off_d[i] = self.key("direction", ev.direction)
+            calls.off_flags[i] = (VOICE if ev.channel == "voice" else 0) | (
+                OUTBOUND if ev.direction == "outbound" else 0
             )
         elif t == OUTCOME:
-            cur = call.outcome
-            if cur is not None and (cur[0], cur[1]) <= (ev.ts, ev.id):
+            cur = calls.out_ts[i]
+            if cur != 0 and (cur < ts or (cur == ts and calls.out_id[i] <= ev.id)):  # type: ignore[operator]
                 return
-            call.outcome = (ev.ts, ev.id, ev.outcome in CONVERTING)
+            old = calls.bookings(i, self.inc_s)
+            calls.out_ts[i] = ts
+            calls.out_id[i] = ev.id
+            calls.out_conv[i] = ev.outcome in CONVERTING
         else:
-            slot = {ANSWERED: "answered", ENDED: "ended", WRAPPED: "wrapped"}[t]
-            cur = getattr(call, slot)
-            if cur is not None and cur <= (ev.ts, ev.id):
+            col = calls.ans_ts if t == ANSWERED else calls.end_ts if t == ENDED else calls.wrap_ts
+            cur = col[i]
+            if cur != 0 and cur <= ts:  # equal ts: the same bookings, whatever the id
                 return
-            setattr(call, slot, (ev.ts, ev.id))
-        new = self._call_bookings(call)
-        old = call.bookings
+            old = calls.bookings(i, self.inc_s)
+            col[i] = ts
+        new = calls.bookings(i, self.inc_s)
         if new == old:
             return
-        call.bookings = new
         pend = self.pend_b
         for b in old:
             if b not in new:
-                pend.append((b[0], b[1], b[2], b[3], b[4], *(-x for x in b[5:])))
+                pend.append((b[0], b[1], b[2], b[3], b[4], -b[5], -b[6], -b[7], -b[8], -b[9], -b[10], -b[11]))
         for b in new:
             if b not in old:
                 pend.append(b)
-
-    def _call_bookings(self, c: _Call) -> tuple[tuple[int, ...], ...]:
-        """SPEC section 1: the call's bookings, from its join state alone."""
-        o = c.offered
-        if o is None:
-            return ()
-        ots, _, q, ch, d, voice, outbound = o
-        out = [(ots, 0, q, ch, d, 1, 0, 0, 0, 0, 0, 0)]
-        e = c.ended if c.ended is not None and c.ended[0] >= ots else None
-        a = c.answered
-        if a is not None and (a[0] < ots or (e is not None and a[0] > e[0])):
-            a = None
-        if e is not None:
-            ets = e[0]
-            bill_in = bill_out = 0
-            if voice:
-                step = 1000 * self.inc_s
-                billed = -(-(ets - ots) // step) * self.inc_s
-                if outbound:
-                    bill_out = billed
-                else:
-                    bill_in = billed
-            if a is not None:
-                out.append((ets, 0, q, ch, d, 0, 1, 0, 0, ets - a[0], bill_in, bill_out))
-                w = c.wrapped
-                if w is not None and w[0] >= ets:
-                    out.append((w[0], 0, q, ch, d, 0, 0, 0, 0, w[0] - ets, 0, 0))
-            else:
-                out.append((ets, 0, q, ch, d, 0, 0, 1, 0, 0, bill_in, bill_out))
-        oc = c.outcome
-        if oc is not None and oc[2] and oc[0] >= ots:
-            out.append((oc[0], 0, q, ch, d, 0, 0, 0, 1, 0, 0, 0))
-        return tuple(out)
 
     def _apply_agent(self, ev: Event) -> None:
         agent = self.agents.get(ev.agent)  # type: ignore[arg-type]
@@ -507,9 +463,7 @@ class CentreState:
         if self.seen:
             self.seen = {i: t for i, t in self.seen.items() if t >= cut}
         cut = wm - st.call_ttl_ms
-        dead = [c for c, call in self.calls.items() if call.last_ts < cut]
-        for c in dead:
-            del self.calls[c]
+        self.calls.forget_before(cut)
         for agent in self.agents.values():
             ev = agent.events
             n = bisect.bisect_left(ev, (cut,))

@@ -1,0 +1,129 @@
+"""The call join state (SPEC section 1), kept compact: one row of integers per call.
+
+Per call and event type only the event with the smallest ``(ts, id)`` counts. For
+``call.answered``, ``call.ended`` and ``call.wrapped`` two events with the same ``ts``
+give the same bookings, so only the ``ts`` is kept; for ``call.offered`` (queue, channel,
+direction) and ``call.outcome`` (the outcome) the id breaks ties, so it is kept too.
+
+Rows live in ``array.array`` columns (8 bytes a value, Python ints on access), slots of
+forgotten calls are reused. :meth:`CallTable.bookings` derives a call's bookings from its
+row alone, so the engine books the difference of before and after each event.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+NONE = 0  # no event of that type (every valid ts is > 0)
+# off_flags bits
+VOICE, OUTBOUND = 1, 2
+
+Booking = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
+
+
+class CallTable:
+    __slots__ = (
+        "ans_ts", "end_ts", "free", "index", "last_ts", "off_ch", "off_d", "off_flags",
+        "off_id", "off_q", "off_ts", "out_conv", "out_id", "out_ts", "wrap_ts",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.free: list[int] = []
+        for name in (
+            "off_ts", "off_q", "off_ch", "off_d", "off_flags", "ans_ts", "end_ts",
+            "wrap_ts", "out_ts", "out_conv", "last_ts",
+        ):  # fmt: skip
+            setattr(self, name, array("q"))
+        self.off_id: list[str | None] = []
+        self.out_id: list[str | None] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def slot(self, call: str) -> int:
+        i = self.index.get(call)
+        if i is not None:
+            return i
+        if self.free:
+            i = self.free.pop()
+            for col in self._columns():
+                col[i] = 0
+            self.off_id[i] = None
+            self.out_id[i] = None
+        else:
+            i = len(self.off_ts)
+            for col in self._columns():
+                col.append(0)
+            self.off_id.append(None)
+            self.out_id.append(None)
+        self.index[call] = i
+        return i
+
+    def _columns(self) -> tuple[array, ...]:
+        return (
+            self.off_ts, self.off_q, self.off_ch, self.off_d, self.off_flags, self.ans_ts,
+            self.end_ts, self.wrap_ts, self.out_ts, self.out_conv, self.last_ts,
+        )  # fmt: skip
+
+    def forget_before(self, cut: int) -> int:
+        """Forget calls whose last event is older than ``cut``; returns how many."""
+        last = self.last_ts
+        dead = [c for c, i in self.index.items() if last[i] < cut]
+        for c in dead:
+            i = self.index.pop(c)
+            self.free.append(i)
+            self.off_id[i] = None
+            self.out_id[i] = None
+        return len(dead)
+
+    def nbytes(self) -> int:
+        """Approximate memory of the table, for the benchmarks."""
+        import sys
+
+        n = sum(c.buffer_info()[1] * c.itemsize for c in self._columns())
+        n += sys.getsizeof(self.index) + sum(sys.getsizeof(k) for k in self.index)
+        n += sys.getsizeof(self.off_id) + sys.getsizeof(self.out_id)
+        n += sum(sys.getsizeof(s) for s in self.off_id if s is not None)
+        n += sum(sys.getsizeof(s) for s in self.out_id if s is not None)
+        return n
+
+    def bookings(self, i: int, inc_s: int) -> list[Booking]:
+        """SPEC section 1: what call ``i`` books, from its row alone.
+
+        A booking is ``(ts, centre key 0, queue key, channel key, direction key,
+        offered, handled, abandoned, conversions, handle ms, billed inbound s,
+        billed outbound s)``.
+        """
+        ots = self.off_ts[i]
+        if ots == NONE:
+            return []
+        q, ch, d = self.off_q[i], self.off_ch[i], self.off_d[i]
+        out: list[Booking] = [(ots, 0, q, ch, d, 1, 0, 0, 0, 0, 0, 0)]
+        ets = self.end_ts[i]
+        if ets < ots:  # none, or before the offer: the call has no ended event
+            ets = NONE
+        ats = self.ans_ts[i]
+        if ats < ots or (ets != NONE and ats > ets):
+            ats = NONE
+        if ets != NONE:
+            bill_in = bill_out = 0
+            flags = self.off_flags[i]
+            if flags & VOICE:
+                step = 1000 * inc_s
+                billed = -(-(ets - ots) // step) * inc_s
+                if flags & OUTBOUND:
+                    bill_out = billed
+                else:
+                    bill_in = billed
+            if ats != NONE:
+                out.append((ets, 0, q, ch, d, 0, 1, 0, 0, ets - ats, bill_in, bill_out))
+                wts = self.wrap_ts[i]
+                if wts >= ets:
+                    out.append((wts, 0, q, ch, d, 0, 0, 0, 0, wts - ets, 0, 0))
+            else:
+                out.append((ets, 0, q, ch, d, 0, 0, 1, 0, 0, bill_in, bill_out))
+        ots2 = self.out_ts[i]
+        if ots2 != NONE and self.out_conv[i] and ots2 >= ots:
+            out.append((ots2, 0, q, ch, d, 0, 0, 0, 1, 0, 0, 0))
+        return out
