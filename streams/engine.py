@@ -312,6 +312,11 @@ class CentreState:
             self.today_start = local_midnight(self.M, self.tz)
             self.next_mid = next_midnight(self.M, self.tz)
         if target <= self.M:
+            # the watermark did not move; late bookings still count from now on
+            if self._has_late():
+                self._commit(self.M)
+                if publish:
+                    out.figures.append(self.figures_message(all_windows=False))
             return
         self._commit(target)
         snaps = self.engine.snapshot_at
@@ -323,6 +328,10 @@ class CentreState:
         self._trim()
         if publish:
             out.figures.append(self.figures_message(all_windows=False))
+
+    def _has_late(self) -> bool:
+        M = self.M
+        return any(b[0] < M for b in self.pend_b) or any(p[0] < M for p in self.pend_s)
 
     def _commit(self, target: int) -> None:
         """Move pending bookings before ``target`` into the committed arrays."""

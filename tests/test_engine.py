@@ -1,0 +1,150 @@
+"""Engine behaviour beyond the vectors: late events, live ticks, local days, memory."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from callcost.streams.config import Settings, StreamSettings, parse_settings
+from callcost.streams.engine import Engine, local_midnight, next_midnight
+
+T0 = 1_768_467_600_000  # 2026-01-15T09:00:00Z
+
+
+def ev(eid: str, etype: str, ts: int, **kw: object) -> tuple[None, bytes]:
+    return (None, orjson.dumps({"id": eid, "type": etype, "ts": ts, "centre": "c1", **kw}))
+
+
+def call(n: int, t: int, queue: str = "q1", talk_ms: int = 60_000) -> list[tuple[None, bytes]]:
+    return [
+        ev(f"o{n}", "call.offered", t, call=f"k{n}", queue=queue),
+        ev(f"a{n}", "call.answered", t + 5_000, call=f"k{n}", agent="a1"),
+        ev(f"e{n}", "call.ended", t + 5_000 + talk_ms, call=f"k{n}"),
+    ]
+
+
+def figure(out_figs: list[dict], scope: str, key: str, window: str) -> dict:
+    for msg in out_figs:
+        for f in msg["figures"]:
+            if (f["scope"], f["key"], f["window"]) == (scope, key, window):
+                return f
+    raise AssertionError(f"no figure {scope}/{key}/{window}")
+
+
+def engine(**stream: object) -> Engine:
+    return Engine(Settings(stream=StreamSettings(**stream)), check_key=False)  # type: ignore[arg-type]
+
+
+def test_late_event_counts_once_it_arrives() -> None:
+    on_time = engine()
+    late = engine()
+    base = [ev("l1", "agent.login", T0, agent="a1")]
+    calls = [x for n in range(5) for x in call(n, T0 + n * 120_000)]
+    tail = [ev("tick", "agent.login", T0 + 1_800_000, agent="a2")]
+    on_time.ingest(base + calls + tail)
+    late.ingest(base + calls[:-3] + tail)
+    before = figure(late.ingest([]).figures or [late.centres["c1"].figures_message()], "centre", "c1", "1h")
+    assert before["handled"] == 4
+    # the last call arrives after the watermark passed it: it is late, and counts from now on
+    out = late.ingest(calls[-3:])
+    assert late.stats()["late_events"] == 3
+    want = on_time.centres["c1"].figures_message()
+    assert late.centres["c1"].M == on_time.centres["c1"].M
+    for window in ("15m", "1h", "today"):
+        a = figure(out.figures, "centre", "c1", window)
+        b = figure([want], "centre", "c1", window)
+        for name in ("offered", "handled", "handle_s", "total", "staffed_s", "cost_per_call"):
+            assert a[name] == pytest.approx(b[name]), (window, name)
+    assert figure(out.figures, "centre", "c1", "1h")["handled"] == 5
+
+
+def test_late_session_change_is_accounted() -> None:
+    a, b = engine(), engine()
+    evs = [ev("l1", "agent.login", T0, agent="a1"), ev("x", "agent.login", T0 + 100, agent="a9")]
+    logout = ev("lo1", "agent.logout", T0 + 600_000, agent="a1")
+    end = ev("t", "agent.login", T0 + 3_000_000, agent="a2")
+    a.ingest([*evs, logout, end])
+    b.ingest([*evs, end])
+    b.ingest([logout])  # 40 minutes late
+    fa = a.centres["c1"].figures_at_M()
+    fb = b.centres["c1"].figures_at_M()
+    assert a.centres["c1"].M == b.centres["c1"].M
+    for x, y in zip(fa, fb, strict=True):
+        assert x["staffed_s"] == pytest.approx(y["staffed_s"]) and x["labour"] == pytest.approx(y["labour"])
+
+
+def test_duplicate_id_changes_nothing_even_with_other_content() -> None:
+    e = engine()
+    e.ingest([ev("l1", "agent.login", T0, agent="a1"), *call(1, T0 + 1000)])
+    e.ingest([ev("o1", "call.offered", T0 + 500, call="k1", queue="other")])
+    e.ingest([ev("z", "agent.login", T0 + 900_000, agent="a2")])
+    assert e.stats()["duplicates"] == 1
+    keys = {f["key"] for f in e.centres["c1"].figures_at_M()}
+    assert "other" not in keys
+
+
+def test_idle_advance_moves_the_watermark_with_the_clock() -> None:
+    e = engine(idle_advance=True)
+    out = e.ingest([ev("l1", "agent.login", T0, agent="a1"), ev("l2", "agent.login", T0 + 10_000, agent="a2")])
+    as_of = out.figures[-1]["as_of"]
+    assert as_of == T0 + 5_000
+    out = e.tick(T0 + 65_000)
+    f = figure(out.figures, "centre", "c1", "15m")
+    assert f["as_of"] == T0 + 60_000
+    assert f["staffed_s"] == pytest.approx(60 + 50)  # both agents accrue on a quiet floor
+    assert engine(idle_advance=False).tick(T0 + 65_000).figures == []
+
+
+def test_today_empties_at_local_midnight() -> None:
+    s = parse_settings('[defaults]\ntimezone = "Europe/Prague"\n[stream]\nwindows = ["today", "1h"]\n')
+    e = Engine(s, check_key=False)
+    midnight = 1_768_431_600_000 + 86_400_000  # 2026-01-16T00:00 in Prague (23:00Z)
+    e.ingest([ev("l1", "agent.login", midnight - 600_000, agent="a1"), *call(1, midnight - 300_000)])
+    out = e.ingest([ev("z", "agent.login", midnight + 125_000, agent="a2")])
+    today = figure(out.figures, "centre", "c1", "today")
+    hour = figure(out.figures, "centre", "c1", "1h")
+    assert today["as_of"] == midnight + 120_000
+    assert today["offered"] == 0 and hour["offered"] == 1
+    assert today["staffed_s"] == pytest.approx(120)
+    assert hour["staffed_s"] == pytest.approx(720)
+
+
+@pytest.mark.parametrize(
+    ("zone", "local_day_start_utc"),
+    [
+        ("Europe/Prague", "2026-03-28T23:00:00+00:00"),  # spring forward at 02:00 that night
+        ("America/New_York", "2026-11-01T04:00:00+00:00"),  # fall back day
+        ("America/Havana", "2026-03-08T05:00:00+00:00"),  # clocks jump at midnight: the day starts at 01:00
+        ("Asia/Kolkata", "2026-03-28T18:30:00+00:00"),
+    ],
+)
+def test_local_midnight(zone: str, local_day_start_utc: str) -> None:
+    from datetime import datetime
+
+    start = int(datetime.fromisoformat(local_day_start_utc).timestamp() * 1000)
+    tz = ZoneInfo(zone)
+    assert local_midnight(start + 7_200_000, tz) == start
+    assert local_midnight(start, tz) == start
+    assert next_midnight(start - 1000, tz) == start
+    assert next_midnight(start, tz) > start + 22 * 3_600_000
+
+
+def test_state_stays_bounded_over_days() -> None:
+    from callcost.streams.simulation import Simulator
+
+    sim = Simulator(seed=3, centres=1, rate=4.0, start_ms=T0)
+    e = Engine(Settings(), check_key=False)
+    sizes = []
+    t = T0
+    for day in range(3):
+        for _ in range(24):
+            t += 3_600_000
+            e.ingest([(None, orjson.dumps(x)) for x in sim.events_until(t)], publish=False)
+        st = next(iter(e.centres.values()))
+        sizes.append((len(st.calls), len(st.bts), len(st.seen), sum(len(a.events) for a in st.agents.values())))
+    # a day's worth of calls is about 5,800: only the last call_ttl (4 h) of them is kept
+    for calls, bookings, seen, agent_events in sizes:
+        assert calls < 1500 and bookings < 5000 and seen < 3000 and agent_events < 2000
+    assert e.stats()["accepted"] > 60_000
