@@ -18,20 +18,20 @@ NONE = 0  # no event of that type (every valid ts is > 0)
 # off_flags bits
 VOICE, OUTBOUND = 1, 2
 
-Booking = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
+Booking = tuple[int, int, int, int, int, int, int, int, int]
 
 
 class CallTable:
     __slots__ = (
-        "ans_ts", "end_ts", "free", "index", "last_ts", "off_ch", "off_d", "off_flags",
-        "off_id", "off_q", "off_ts", "out_conv", "out_id", "out_ts", "wrap_ts",
+        "ans_ts", "end_ts", "free", "index", "last_ts", "off_cb", "off_flags",
+        "off_id", "off_ts", "out_conv", "out_id", "out_ts", "wrap_ts",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.free: list[int] = []
         for name in (
-            "off_ts", "off_q", "off_ch", "off_d", "off_flags", "ans_ts", "end_ts",
+            "off_ts", "off_cb", "off_flags", "ans_ts", "end_ts",
             "wrap_ts", "out_ts", "out_conv", "last_ts",
         ):  # fmt: skip
             setattr(self, name, array("q"))
@@ -62,7 +62,7 @@ class CallTable:
 
     def _columns(self) -> tuple[array, ...]:
         return (
-            self.off_ts, self.off_q, self.off_ch, self.off_d, self.off_flags, self.ans_ts,
+            self.off_ts, self.off_cb, self.off_flags, self.ans_ts,
             self.end_ts, self.wrap_ts, self.out_ts, self.out_conv, self.last_ts,
         )  # fmt: skip
 
@@ -91,15 +91,15 @@ class CallTable:
     def bookings(self, i: int, inc_s: int) -> list[Booking]:
         """SPEC section 1: what call ``i`` books, from its row alone.
 
-        A booking is ``(ts, centre key 0, queue key, channel key, direction key,
-        offered, handled, abandoned, conversions, handle ms, billed inbound s,
-        billed outbound s)``.
+        A booking is ``(ts, combo, offered, handled, abandoned, conversions, handle ms,
+        billed inbound s, billed outbound s)``; the combo stands for the call's queue,
+        channel and direction.
         """
         ots = self.off_ts[i]
         if ots == NONE:
             return []
-        q, ch, d = self.off_q[i], self.off_ch[i], self.off_d[i]
-        out: list[Booking] = [(ots, 0, q, ch, d, 1, 0, 0, 0, 0, 0, 0)]
+        cb = self.off_cb[i]
+        out: list[Booking] = [(ots, cb, 1, 0, 0, 0, 0, 0, 0)]
         ets = self.end_ts[i]
         if ets < ots:  # none, or before the offer: the call has no ended event
             ets = NONE
@@ -117,13 +117,13 @@ class CallTable:
                 else:
                     bill_in = billed
             if ats != NONE:
-                out.append((ets, 0, q, ch, d, 0, 1, 0, 0, ets - ats, bill_in, bill_out))
+                out.append((ets, cb, 0, 1, 0, 0, ets - ats, bill_in, bill_out))
                 wts = self.wrap_ts[i]
                 if wts >= ets:
-                    out.append((wts, 0, q, ch, d, 0, 0, 0, 0, wts - ets, 0, 0))
+                    out.append((wts, cb, 0, 0, 0, 0, wts - ets, 0, 0))
             else:
-                out.append((ets, 0, q, ch, d, 0, 0, 1, 0, 0, bill_in, bill_out))
+                out.append((ets, cb, 0, 0, 1, 0, 0, bill_in, bill_out))
         ots2 = self.out_ts[i]
         if ots2 != NONE and self.out_conv[i] and ots2 >= ots:
-            out.append((ots2, 0, q, ch, d, 0, 0, 0, 1, 0, 0, 0))
+            out.append((ots2, cb, 0, 0, 0, 1, 0, 0, 0))
         return out

@@ -54,8 +54,8 @@ from callcost.streams.events import (
 )
 
 CHUNK = 4096  # instants per kernel call: bounds the transient output arrays
-# booking tuple: (ts, centre key, queue key, channel key, direction key, *NV values)
-_BW = 5 + K.NV
+# booking tuple: (ts, combo, *NV values)
+_BW = 2 + K.NV
 
 
 @dataclass(slots=True)
@@ -98,6 +98,12 @@ def next_midnight(ms: int, tz: ZoneInfo) -> int:
     return int(day.replace(tzinfo=tz).timestamp()) * 1000
 
 
+def _atoms(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Booking rows ``(ts, combo, NV values)`` -> one atom per non-zero value."""
+    r, v = np.nonzero(rows[:, 2:])
+    return rows[r, 0], rows[r, 1], v.astype(np.int64), rows[r, 2 + v]
+
+
 class CentreState:
     """Everything the engine knows of one centre."""
 
@@ -131,6 +137,8 @@ class CentreState:
         # keys: index -> (scope, key); 0 is the centre
         self.keys: list[tuple[str, str]] = [("centre", centre)]
         self.key_index: dict[tuple[str, str], int] = {("centre", centre): 0}
+        self.combo_index: dict[tuple[str, str, str], int] = {}
+        self.combo_keys = np.zeros((0, 4), np.int64)
         # join state
         self.calls = CallTable()
         self.agents: dict[str, _Agent] = {}
@@ -146,15 +154,19 @@ class CentreState:
         self.pend_b: list[tuple[int, ...]] = []
         self.pend_s: list[tuple[int, int, int]] = []
         # committed (sorted) arrays
-        self.bts = np.zeros(0, np.int64)
-        self.bkey = np.zeros((0, 4), np.int32)
-        self.bval = np.zeros((0, K.NV), np.int64)
+        self.ats = np.zeros(0, np.int64)
+        self.acb = np.zeros(0, np.int64)
+        self.avi = np.zeros(0, np.int64)
+        self.aamt = np.zeros(0, np.int64)
         self.sts = np.zeros(0, np.int64)
         self.scls = np.zeros(0, np.int64)
         self.sdel = np.zeros(0, np.int64)
         # running sums
-        self.R = np.zeros((nw, 1, K.NV), np.int64)
-        self.SR = np.zeros((nw, nc), np.int64)
+        # cumulative sums at the last instant (C, CS) and at each window's start (Ct, CSt)
+        self.C = np.zeros((0, K.NV), np.int64)
+        self.Ct = np.zeros((nw, 0, K.NV), np.int64)
+        self.CS = np.zeros(nc, np.int64)
+        self.CSt = np.zeros((nw, nc), np.int64)
         self.nhead = np.zeros(nc, np.int64)
         self.ntail = np.zeros((nw, nc), np.int64)
         # alerts: per rule, its window index and the machines by key index
@@ -186,9 +198,21 @@ class CentreState:
             k = len(self.keys)
             self.keys.append((scope, name))
             self.key_index[scope, name] = k
-            nw = self.R.shape[0]
-            self.R = np.concatenate([self.R, np.zeros((nw, 1, K.NV), np.int64)], axis=1)
         return k
+
+    def combo(self, queue: str, channel: str, direction: str) -> int:
+        """The combo of a call's (queue, channel, direction): sums are kept by combo."""
+        cb = self.combo_index.get((queue, channel, direction))
+        if cb is None:
+            cb = len(self.combo_index)
+            self.combo_index[queue, channel, direction] = cb
+            keys = [0, self.key("queue", queue), self.key("channel", channel),
+                    self.key("direction", direction)]  # fmt: skip
+            self.combo_keys = np.concatenate([self.combo_keys, np.array([keys], np.int64)])
+            nw = self.Ct.shape[0]
+            self.C = np.concatenate([self.C, np.zeros((1, K.NV), np.int64)])
+            self.Ct = np.concatenate([self.Ct, np.zeros((nw, 1, K.NV), np.int64)], axis=1)
+        return cb
 
     # ------------------------------------------------------------------ events
 
@@ -224,9 +248,7 @@ class CentreState:
             old = calls.bookings(i, self.inc_s)
             calls.off_ts[i] = ts
             calls.off_id[i] = ev.id
-            calls.off_q[i] = self.key("queue", ev.queue)  # type: ignore[arg-type]
-            calls.off_ch[i] = self.key("channel", ev.channel)
-            calls.off_d[i] = self.key("direction", ev.direction)
+            calls.off_cb[i] = self.combo(ev.queue, ev.channel, ev.direction)  # type: ignore[arg-type]
             calls.off_flags[i] = (VOICE if ev.channel == "voice" else 0) | (
                 OUTBOUND if ev.direction == "outbound" else 0
             )
@@ -251,7 +273,7 @@ class CentreState:
         pend = self.pend_b
         for b in old:
             if b not in new:
-                pend.append((b[0], b[1], b[2], b[3], b[4], -b[5], -b[6], -b[7], -b[8], -b[9], -b[10], -b[11]))
+                pend.append((b[0], b[1], -b[2], -b[3], -b[4], -b[5], -b[6], -b[7], -b[8]))
         for b in new:
             if b not in old:
                 pend.append(b)
@@ -347,10 +369,16 @@ class CentreState:
                 self._late_bookings(late)
             due = due[due[:, 0] >= M]
             if len(due):
-                due = due[np.argsort(due[:, 0], kind="stable")]
-                self.bts = np.concatenate([self.bts, due[:, 0]])
-                self.bkey = np.concatenate([self.bkey, due[:, 1:5].astype(np.int32)])
-                self.bval = np.concatenate([self.bval, due[:, 5:]])
+                ts, cb, vi, amt = _atoms(due)
+                n = len(ts)
+                merged = (np.empty(n, np.int64), np.empty(n, np.int64),
+                          np.empty(n, np.int64), np.empty(n, np.int64))  # fmt: skip
+                m = K.compress(ts, cb, vi, amt, np.int64(M), (target - M) // 1000,
+                               len(self.combo_index), *merged)  # fmt: skip
+                self.ats = np.concatenate([self.ats, merged[0][:m]])
+                self.acb = np.concatenate([self.acb, merged[1][:m]])
+                self.avi = np.concatenate([self.avi, merged[2][:m]])
+                self.aamt = np.concatenate([self.aamt, merged[3][:m]])
         if self.pend_s:
             arr = np.array(self.pend_s, np.int64).reshape(-1, 3)
             keep = arr[:, 0] >= target
@@ -372,21 +400,24 @@ class CentreState:
         return [self.today_start if w.length_ms is None else M - w.length_ms for w in self.windows]
 
     def _late_bookings(self, late: np.ndarray) -> None:
-        """Bookings before the last evaluated instant: into every window that holds them."""
+        """Bookings before the last evaluated instant: they count from now on.
+
+        ``C`` gains them; a window whose start is already past one must not hold it,
+        so that window's ``Ct`` gains it too.
+        """
+        ts, cb, vi, amt = _atoms(late)
         starts = self._window_starts()
-        for row in late:
-            ts = int(row[0])
-            keys = [int(k) for k in row[1:5] if k >= 0]
+        for t, c, v, a in zip(ts.tolist(), cb.tolist(), vi.tolist(), amt.tolist(), strict=True):
+            self.C[c, v] += a
             for w, s in enumerate(starts):
-                if ts >= s:
-                    for k in keys:
-                        self.R[w, k] += row[5:]
-        order = np.argsort(late[:, 0], kind="stable")
-        late = late[order]
-        pos = np.searchsorted(self.bts, late[:, 0], side="right")
-        self.bts = np.insert(self.bts, pos, late[:, 0])
-        self.bkey = np.insert(self.bkey, pos, late[:, 1:5].astype(np.int32), axis=0)
-        self.bval = np.insert(self.bval, pos, late[:, 5:], axis=0)
+                if t < s:
+                    self.Ct[w, c, v] += a
+        order = np.argsort(ts, kind="stable")
+        pos = np.searchsorted(self.ats, ts[order], side="right")
+        self.ats = np.insert(self.ats, pos, ts[order])
+        self.acb = np.insert(self.acb, pos, cb[order])
+        self.avi = np.insert(self.avi, pos, vi[order])
+        self.aamt = np.insert(self.aamt, pos, amt[order])
 
     def _late_sessions(self, late: np.ndarray) -> None:
         M = self.M
@@ -394,12 +425,12 @@ class CentreState:
         starts = self._window_starts()
         for ts, cls, delta in late.tolist():
             self.nhead[cls] += delta
+            self.CS[cls] += delta * (M - ts)
             for w, s in enumerate(starts):
-                overlap = M - max(ts, s)
-                if overlap > 0:
-                    self.SR[w, cls] += delta * overlap
-                if self.windows[w].length_ms is not None and ts < s:
-                    self.ntail[w, cls] += delta
+                if ts < s:
+                    self.CSt[w, cls] += delta * (s - ts)
+                    if self.windows[w].length_ms is not None:
+                        self.ntail[w, cls] += delta
         late = late[np.argsort(late[:, 0], kind="stable")]
         pos = np.searchsorted(self.sts, late[:, 0], side="right")
         self.sts = np.insert(self.sts, pos, late[:, 0])
@@ -422,10 +453,10 @@ class CentreState:
             out_c = np.zeros((n, max(self.n_out, 1), nk), np.float64)
             self.today_start = int(
                 K.sweep(
-                    self.bts, self.bkey, self.bval, self.sts, self.scls, self.sdel,
+                    self.ats, self.acb, self.avi, self.aamt, self.sts, self.scls, self.sdel,
                     np.int64(M), n, self.wlen, np.int64(self.today_start),
-                    np.array(mids, np.int64),
-                    self.R, self.SR, self.nhead, self.ntail,
+                    np.array(mids, np.int64), self.combo_keys,
+                    self.C, self.Ct, self.CS, self.CSt, self.nhead, self.ntail,
                     self.labour_rates, self.rate_vec, self.outw, out_h, out_c,
                 )  # fmt: skip
             )
@@ -455,9 +486,10 @@ class CentreState:
         M = self.M
         assert M is not None
         horizon = M - self.max_fixed_ms - 1000
-        i = int(np.searchsorted(self.bts, horizon))
-        if i > 4096 or (i and i * 2 > len(self.bts)):
-            self.bts, self.bkey, self.bval = self.bts[i:], self.bkey[i:], self.bval[i:]
+        i = int(np.searchsorted(self.ats, horizon))
+        if i > 4096 or (i and i * 2 > len(self.ats)):
+            self.ats, self.acb = self.ats[i:], self.acb[i:]
+            self.avi, self.aamt = self.avi[i:], self.aamt[i:]
         i = int(np.searchsorted(self.sts, horizon))
         if i > 4096 or (i and i * 2 > len(self.sts)):
             self.sts, self.scls, self.sdel = self.sts[i:], self.scls[i:], self.sdel[i:]
@@ -500,7 +532,10 @@ class CentreState:
             if w not in windows:
                 continue
             length = M - self.today_start if w.length_ms is None else w.length_ms
-            K.derive(self.R[wi], self.SR[wi], length, self.labour_rates, self.rate_vec, fig)
+            R_w = np.zeros((nk, K.NV), np.int64)
+            K.combo_to_keys(self.C - self.Ct[wi], self.combo_keys, R_w)
+            SR_w = self.CS - self.CSt[wi]
+            K.derive(R_w, SR_w, length, self.labour_rates, self.rate_vec, fig)
             rows = fig.tolist()
             for k, (scope, name) in enumerate(self.keys):
                 row = rows[k]

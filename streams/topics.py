@@ -5,3 +5,34 @@ DLQ = "call-events-dlq"
 FIGURES = "cost-figures"
 ALERTS = "cost-alerts"
 CONTROL = "callcost-control"
+
+_DAY_MS = 24 * 60 * 60 * 1000
+
+#: Topic-level configs, by topic name. ``callcost topics`` creates each topic with these;
+#: values are strings, as Kafka takes them.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    # Raw call events, as produced by the telephony side (or the simulator).
+    CALL_EVENTS: {"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)},
+    # Events the worker could not accept, with the reason; kept longer to investigate.
+    DLQ: {"cleanup.policy": "delete", "retention.ms": str(30 * _DAY_MS)},
+    # Latest figures of each centre, keyed by centre: compacted so that a new reader
+    # gets the current figures without replaying history.
+    FIGURES: {
+        "cleanup.policy": "compact",
+        "segment.ms": "60000",
+        "min.cleanable.dirty.ratio": "0.1",
+        "delete.retention.ms": "60000",
+    },
+    # Every alert message, keyed by centre.
+    ALERTS: {"cleanup.policy": "delete", "retention.ms": str(30 * _DAY_MS)},
+    # Acknowledgements and snoozes: the latest state of each key is what counts.
+    CONTROL: {
+        "cleanup.policy": "compact",
+        "segment.ms": "60000",
+        "min.cleanable.dirty.ratio": "0.1",
+        "delete.retention.ms": "60000",
+    },
+}
+
+#: Every callcost topic, in creation order.
+ALL_TOPICS: tuple[str, ...] = tuple(TOPIC_CONFIGS)

@@ -143,7 +143,7 @@ def test_state_stays_bounded_over_days() -> None:
             t += 3_600_000
             e.ingest([(None, orjson.dumps(x)) for x in sim.events_until(t)], publish=False)
         st = next(iter(e.centres.values()))
-        sizes.append((len(st.calls), len(st.bts), len(st.seen), sum(len(a.events) for a in st.agents.values())))
+        sizes.append((len(st.calls), len(st.ats), len(st.seen), sum(len(a.events) for a in st.agents.values())))
     # a day's worth of calls is about 5,800: only the last call_ttl (4 h) of them is kept
     for calls, bookings, seen, agent_events in sizes:
         assert calls < 1500 and bookings < 5000 and seen < 3000 and agent_events < 2000
