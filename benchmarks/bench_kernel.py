@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import machine  # noqa: E402
-from callcost.streams import kernels as K  # noqa: E402
+from benchmarks.common import machine
+from callcost.streams import kernels as K
 
 
 def make(n_b: int, seconds: int, seed: int = 7, batch: int = 1000):
@@ -30,7 +30,9 @@ def make(n_b: int, seconds: int, seed: int = 7, batch: int = 1000):
     t0 = 1_767_225_600_000
     ts = np.sort(rng.integers(t0, t0 + seconds * 1000, n_b)).astype(np.int64)
     # 9 keys: centre, 4 queues, 2 channels, 2 directions; 5 combos as in the simulator
-    combo_keys = np.array([[0, 1, 5, 7], [0, 2, 5, 7], [0, 3, 5, 8], [0, 4, 6, 7], [0, 4, 5, 7]], np.int64)
+    combo_keys = np.array(
+        [[0, 1, 5, 7], [0, 2, 5, 7], [0, 3, 5, 8], [0, 4, 6, 7], [0, 4, 5, 7]], np.int64
+    )
     rows = np.zeros((n_b, 2 + K.NV), np.int64)
     rows[:, 0] = ts
     rows[:, 1] = rng.integers(0, len(combo_keys), n_b)
@@ -50,7 +52,9 @@ def make(n_b: int, seconds: int, seed: int = 7, batch: int = 1000):
         lo = (int(atoms[0].min()) // 1000) * 1000 if len(r) else t0
         nsec = (int(atoms[0].max()) - lo) // 1000 + 1 if len(r) else 1
         batches.append((atoms, lo, nsec))
-    pts = sorted((int(t), int(rng.integers(0, 3))) for t in rng.integers(t0, t0 + seconds * 1000, 60))
+    pts = sorted(
+        (int(t), int(rng.integers(0, 3))) for t in rng.integers(t0, t0 + seconds * 1000, 60)
+    )
     sts = np.array([p[0] for p in pts], np.int64)
     scls = np.array([p[1] for p in pts], np.int64)
     return t0, batches, sts, scls, np.ones(len(pts), np.int64), combo_keys
@@ -78,11 +82,29 @@ def run_kernel(data, seconds: int, fn=K.sweep, compress_fn=K.compress, timings=N
         parts.append(tuple(x[:m] for x in merged))
     atoms = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
     s0 = time.perf_counter()
-    fn(*atoms, sts, scls, sdel, np.int64(M0), seconds, wlen, np.int64(M0),
-       np.zeros(0, np.int64), combo_keys, C, Ct,
-       np.zeros(nc, np.int64), np.zeros((nw, nc), np.int64),
-       np.zeros(nc, np.int64), np.zeros((nw, nc), np.int64),
-       np.array([24.0, 30.0, 21.0]), np.array([1.5, 60.0, 0.012, 0.02]), outw, out_h, out_c)  # fmt: skip
+    fn(
+        *atoms,
+        sts,
+        scls,
+        sdel,
+        np.int64(M0),
+        seconds,
+        wlen,
+        np.int64(M0),
+        np.zeros(0, np.int64),
+        combo_keys,
+        C,
+        Ct,
+        np.zeros(nc, np.int64),
+        np.zeros((nw, nc), np.int64),
+        np.zeros(nc, np.int64),
+        np.zeros((nw, nc), np.int64),
+        np.array([24.0, 30.0, 21.0]),
+        np.array([1.5, 60.0, 0.012, 0.02]),
+        outw,
+        out_h,
+        out_c,
+    )
     if timings is not None:
         timings.append((t_compress, time.perf_counter() - s0))
     return C - Ct[1]
@@ -123,14 +145,23 @@ def main() -> None:
         run_kernel(small, a.seconds, fn=K.sweep.py_func, compress_fn=K.compress.py_func),
     )
     print(f"machine: {machine()}")
-    print(f"{n:,} booked events in any order within batches of {a.batch:,}, over {a.seconds:,} instants;"
-          f" 5 windows (4 fixed), 9 keys; median of {a.runs}:")  # fmt: skip
+    print(
+        f"{n:,} booked events in any order within batches of {a.batch:,},"
+        f" over {a.seconds:,} instants;"
+        f" 5 windows (4 fixed), 9 keys; median of {a.runs}:"
+    )
     print(f"  compress: {t_c * 1e3:.1f} ms = {t_c / n * 1e9:.1f} ns per booked event")
-    print(f"  sweep:    {t_s * 1e3:.1f} ms = {t_s / n * 1e9:.1f} ns per booked event,"
-          f" of which {t_e / n * 1e9:.1f} ns the instants' own cost ({t_e / a.seconds * 1e9:.0f} ns an instant)")  # fmt: skip
+    print(
+        f"  sweep:    {t_s * 1e3:.1f} ms = {t_s / n * 1e9:.1f} ns per booked event,"
+        f" of which {t_e / n * 1e9:.1f} ns the instants' own cost"
+        f" ({t_e / a.seconds * 1e9:.0f} ns an instant)"
+    )
     print(f"  kernels together: {(t_c + t_s) / n * 1e9:.1f} ns per booked event")
-    print(f"pure Python (the same code, not compiled), {a.python_bookings:,} booked events: {t_py:.2f} s;"
-          f" compiled {t_nb * 1e3:.1f} ms; speed-up x{t_py / t_nb:,.0f}")  # fmt: skip
+    print(
+        f"pure Python (the same code, not compiled), {a.python_bookings:,} booked events:"
+        f" {t_py:.2f} s;"
+        f" compiled {t_nb * 1e3:.1f} ms; speed-up x{t_py / t_nb:,.0f}"
+    )
 
 
 if __name__ == "__main__":

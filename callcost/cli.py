@@ -19,7 +19,10 @@ from callcost import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("callcost.broker", "start, stop or inspect the local Kafka broker (KRaft)"),
     "topics": ("callcost.topics_cmd", "create the callcost topics on a broker"),
-    "worker": ("callcost.agents.app", "run the Faust worker: call-events in, figures and alerts out"),
+    "worker": (
+        "callcost.agents.app",
+        "run the Faust worker: call-events in, figures and alerts out",
+    ),
     "gateway": ("callcost.web.gateway", "run the websocket/HTTP gateway and the pages"),
     "simulate": ("callcost.simulate", "send simulated live contact-centre traffic to call-events"),
     "produce": ("callcost.produce", "send a JSONL file of events to call-events"),

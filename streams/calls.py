@@ -23,18 +23,33 @@ Booking = tuple[int, int, int, int, int, int, int, int, int]
 
 class CallTable:
     __slots__ = (
-        "ans_ts", "end_ts", "free", "index", "last_ts", "off_cb", "off_flags",
-        "off_id", "off_ts", "out_conv", "out_id", "out_ts", "wrap_ts",
-    )  # fmt: skip
+        "ans_ts",
+        "end_ts",
+        "free",
+        "index",
+        "last_ts",
+        "off_cb",
+        "off_flags",
+        "off_id",
+        "off_ts",
+        "out_conv",
+        "out_id",
+        "out_ts",
+        "wrap_ts",
+    )
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.free: list[int] = []
-        for name in (
-            "off_ts", "off_cb", "off_flags", "ans_ts", "end_ts",
-            "wrap_ts", "out_ts", "out_conv", "last_ts",
-        ):  # fmt: skip
-            setattr(self, name, array("q"))
+        self.off_ts = array("q")
+        self.off_cb = array("q")
+        self.off_flags = array("q")
+        self.ans_ts = array("q")
+        self.end_ts = array("q")
+        self.wrap_ts = array("q")
+        self.out_ts = array("q")
+        self.out_conv = array("q")
+        self.last_ts = array("q")
         self.off_id: list[str | None] = []
         self.out_id: list[str | None] = []
 
@@ -62,9 +77,16 @@ class CallTable:
 
     def _columns(self) -> tuple[array, ...]:
         return (
-            self.off_ts, self.off_cb, self.off_flags, self.ans_ts,
-            self.end_ts, self.wrap_ts, self.out_ts, self.out_conv, self.last_ts,
-        )  # fmt: skip
+            self.off_ts,
+            self.off_cb,
+            self.off_flags,
+            self.ans_ts,
+            self.end_ts,
+            self.wrap_ts,
+            self.out_ts,
+            self.out_conv,
+            self.last_ts,
+        )
 
     def forget_before(self, cut: int) -> int:
         """Forget calls whose last event is older than ``cut``; returns how many."""

@@ -254,7 +254,9 @@ class _Parser:
 
     # -- typed getters -------------------------------------------------------------
 
-    def check_keys(self, table: Mapping[str, Any], allowed: set[str], path: tuple[Any, ...]) -> None:
+    def check_keys(
+        self, table: Mapping[str, Any], allowed: set[str], path: tuple[Any, ...]
+    ) -> None:
         for key in table:
             if key not in allowed:
                 raise self.fail(
@@ -342,8 +344,10 @@ class _Parser:
         name = self.string(table["name"], (*path, "name"))
         scope = self.string(table["scope"], (*path, "scope"))
         if scope not in SCOPES:
-            raise self.fail((*path, "scope"), f"rule {name!r}: unknown scope {scope!r}"
-                            f" (one of {', '.join(SCOPES)})")
+            raise self.fail(
+                (*path, "scope"),
+                f"rule {name!r}: unknown scope {scope!r} (one of {', '.join(SCOPES)})",
+            )
         try:
             window = parse_window(table["window"]).name
         except ValueError as exc:
@@ -352,7 +356,9 @@ class _Parser:
         min_calls = self.integer(table.get("min_calls", 20), (*path, "min_calls"))
         hysteresis = self.number(table.get("hysteresis", 0.05), (*path, "hysteresis"))
         if hysteresis >= 1:
-            raise self.fail((*path, "hysteresis"), f"rule {name!r}: must be below 1, not {hysteresis}")
+            raise self.fail(
+                (*path, "hysteresis"), f"rule {name!r}: must be below 1, not {hysteresis}"
+            )
         for_s = self.integer(table.get("for_s", 60), (*path, "for_s"))
         return Rule(name, scope, window, band, min_calls, hysteresis, for_s)
 
@@ -367,7 +373,10 @@ class _Parser:
                 changes[key] = self.integer(table[key], ("stream", key))
         if "idle_advance" in table:
             if not isinstance(table["idle_advance"], bool):
-                raise self.fail(("stream", "idle_advance"), f"must be true or false, not {table['idle_advance']!r}")
+                raise self.fail(
+                    ("stream", "idle_advance"),
+                    f"must be true or false, not {table['idle_advance']!r}",
+                )
             changes["idle_advance"] = table["idle_advance"]
         if "windows" in table:
             ws = table["windows"]
@@ -394,7 +403,11 @@ class _Parser:
         url = self.string(table["url"], (*path, "url"))
         if not url.startswith(("http://", "https://")):
             raise self.fail((*path, "url"), f"must be an http:// or https:// URL, not {url!r}")
-        kw = {k: self.string(table[k], (*path, k)) for k in ("centre", "scope", "rule", "state", "secret") if k in table}
+        kw = {
+            k: self.string(table[k], (*path, k))
+            for k in ("centre", "scope", "rule", "state", "secret")
+            if k in table
+        }
         return Sink(url=url, **kw)
 
     def settings(self, doc: dict[str, Any]) -> Settings:
@@ -406,7 +419,9 @@ class _Parser:
             raise self.fail(("centres",), "must be a table of [centres.ID]")
         for cid, table in raw_centres.items():
             if not _CENTRE_RE.match(cid):
-                raise self.fail(("centres", cid), f"centre id {cid!r} must be 1-64 chars of A-Z a-z 0-9 . _ -")
+                raise self.fail(
+                    ("centres", cid), f"centre id {cid!r} must be 1-64 chars of A-Z a-z 0-9 . _ -"
+                )
             centres[cid] = self.rates(table, defaults, ("centres", cid))
         rules: tuple[Rule, ...] = DEFAULT_RULES
         if "rules" in doc:

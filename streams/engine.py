@@ -29,7 +29,7 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +39,7 @@ from callcost.agents.alerts import AlertMachine, Band
 from callcost.errors import EventError
 from callcost.streams import kernels as K
 from callcost.streams.calls import OUTBOUND, VOICE, CallTable
-from callcost.streams.config import Settings, Window
+from callcost.streams.config import Rule, Settings, Window
 from callcost.streams.events import (
     ANSWERED,
     CONVERTING,
@@ -48,7 +48,6 @@ from callcost.streams.events import (
     LOGOUT,
     OFFERED,
     OUTCOME,
-    WRAPPED,
     Event,
     parse,
 )
@@ -170,7 +169,7 @@ class CentreState:
         self.nhead = np.zeros(nc, np.int64)
         self.ntail = np.zeros((nw, nc), np.int64)
         # alerts: per rule, its window index and the machines by key index
-        self.rules = []
+        self.rules: list[tuple[Rule, int, float, float, dict[int, AlertMachine]]] = []
         for rule in s.rules:
             wi = next(i for i, w in enumerate(self.windows) if w.name == rule.window)
             low, high = rule.band_for(self.rates)
@@ -206,8 +205,12 @@ class CentreState:
         if cb is None:
             cb = len(self.combo_index)
             self.combo_index[queue, channel, direction] = cb
-            keys = [0, self.key("queue", queue), self.key("channel", channel),
-                    self.key("direction", direction)]  # fmt: skip
+            keys = [
+                0,
+                self.key("queue", queue),
+                self.key("channel", channel),
+                self.key("direction", direction),
+            ]
             self.combo_keys = np.concatenate([self.combo_keys, np.array([keys], np.int64)])
             nw = self.Ct.shape[0]
             self.C = np.concatenate([self.C, np.zeros((1, K.NV), np.int64)])
@@ -236,25 +239,25 @@ class CentreState:
 
     def _apply_call(self, ev: Event) -> None:
         calls = self.calls
-        i = calls.slot(ev.call)  # type: ignore[arg-type]
+        i = calls.slot(ev.call)
         ts = ev.ts
         if ts > calls.last_ts[i]:
             calls.last_ts[i] = ts
         t = ev.type
         if t == OFFERED:
             cur = calls.off_ts[i]
-            if cur != 0 and (cur < ts or (cur == ts and calls.off_id[i] <= ev.id)):  # type: ignore[operator]
+            if cur != 0 and (cur < ts or (cur == ts and calls.off_id[i] <= ev.id)):
                 return
             old = calls.bookings(i, self.inc_s)
             calls.off_ts[i] = ts
             calls.off_id[i] = ev.id
-            calls.off_cb[i] = self.combo(ev.queue, ev.channel, ev.direction)  # type: ignore[arg-type]
+            calls.off_cb[i] = self.combo(ev.queue, ev.channel, ev.direction)
             calls.off_flags[i] = (VOICE if ev.channel == "voice" else 0) | (
                 OUTBOUND if ev.direction == "outbound" else 0
             )
         elif t == OUTCOME:
             cur = calls.out_ts[i]
-            if cur != 0 and (cur < ts or (cur == ts and calls.out_id[i] <= ev.id)):  # type: ignore[operator]
+            if cur != 0 and (cur < ts or (cur == ts and calls.out_id[i] <= ev.id)):
                 return
             old = calls.bookings(i, self.inc_s)
             calls.out_ts[i] = ts
@@ -279,9 +282,9 @@ class CentreState:
                 pend.append(b)
 
     def _apply_agent(self, ev: Event) -> None:
-        agent = self.agents.get(ev.agent)  # type: ignore[arg-type]
+        agent = self.agents.get(ev.agent)
         if agent is None:
-            agent = self.agents[ev.agent] = _Agent()  # type: ignore[index]
+            agent = self.agents[ev.agent] = _Agent()
         cls = self.team_class.get(ev.team, 0) if ev.team is not None else 0
         item = (ev.ts, ev.id, ev.type == LOGIN, cls)
         events = agent.events
@@ -353,6 +356,7 @@ class CentreState:
 
     def _has_late(self) -> bool:
         M = self.M
+        assert M is not None
         return any(b[0] < M for b in self.pend_b) or any(p[0] < M for p in self.pend_s)
 
     def _commit(self, target: int) -> None:
@@ -371,10 +375,22 @@ class CentreState:
             if len(due):
                 ts, cb, vi, amt = _atoms(due)
                 n = len(ts)
-                merged = (np.empty(n, np.int64), np.empty(n, np.int64),
-                          np.empty(n, np.int64), np.empty(n, np.int64))  # fmt: skip
-                m = K.compress(ts, cb, vi, amt, np.int64(M), (target - M) // 1000,
-                               len(self.combo_index), *merged)  # fmt: skip
+                merged = (
+                    np.empty(n, np.int64),
+                    np.empty(n, np.int64),
+                    np.empty(n, np.int64),
+                    np.empty(n, np.int64),
+                )
+                m = K.compress(
+                    ts,
+                    cb,
+                    vi,
+                    amt,
+                    np.int64(M),
+                    (target - M) // 1000,
+                    len(self.combo_index),
+                    *merged,
+                )
                 self.ats = np.concatenate([self.ats, merged[0][:m]])
                 self.acb = np.concatenate([self.acb, merged[1][:m]])
                 self.avi = np.concatenate([self.avi, merged[2][:m]])
@@ -442,7 +458,7 @@ class CentreState:
         M = self.M
         assert M is not None
         nk = len(self.keys)
-        while M < target:
+        while target > M:
             n = min(CHUNK, (target - M) // 1000)
             mids = []
             end = M + n * 1000
@@ -453,12 +469,31 @@ class CentreState:
             out_c = np.zeros((n, max(self.n_out, 1), nk), np.float64)
             self.today_start = int(
                 K.sweep(
-                    self.ats, self.acb, self.avi, self.aamt, self.sts, self.scls, self.sdel,
-                    np.int64(M), n, self.wlen, np.int64(self.today_start),
-                    np.array(mids, np.int64), self.combo_keys,
-                    self.C, self.Ct, self.CS, self.CSt, self.nhead, self.ntail,
-                    self.labour_rates, self.rate_vec, self.outw, out_h, out_c,
-                )  # fmt: skip
+                    self.ats,
+                    self.acb,
+                    self.avi,
+                    self.aamt,
+                    self.sts,
+                    self.scls,
+                    self.sdel,
+                    np.int64(M),
+                    n,
+                    self.wlen,
+                    np.int64(self.today_start),
+                    np.array(mids, np.int64),
+                    self.combo_keys,
+                    self.C,
+                    self.Ct,
+                    self.CS,
+                    self.CSt,
+                    self.nhead,
+                    self.ntail,
+                    self.labour_rates,
+                    self.rate_vec,
+                    self.outw,
+                    out_h,
+                    out_c,
+                )
             )
             self._alerts(M + 1000, out_h, out_c, out)
             M = end
@@ -474,9 +509,19 @@ class CentreState:
                 m = machines.get(k)
                 if m is None:
                     m = machines[k] = AlertMachine(
-                        Band(rule.name, self.centre, scope, name, rule.window, low, high,
-                             rule.min_calls, rule.hysteresis, rule.for_s * 1000)
-                    )  # fmt: skip
+                        Band(
+                            rule.name,
+                            self.centre,
+                            scope,
+                            name,
+                            rule.window,
+                            low,
+                            high,
+                            rule.min_calls,
+                            rule.hysteresis,
+                            rule.for_s * 1000,
+                        )
+                    )
                 m.run(t_first, out_h[:, j, k], out_c[:, j, k], msgs)
         msgs.sort(key=lambda a: a["at"])
         out.alerts.extend(msgs)

@@ -99,7 +99,9 @@ def parse(key: bytes | None, value: bytes, *, check_key: bool = True) -> Event:
             raise EventError("invalid_utf8", "the value is not valid UTF-8") from None
         raise EventError("invalid_json", f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
-        raise EventError("not_an_object", f"the value is a JSON {type(obj).__name__}, not an object")
+        raise EventError(
+            "not_an_object", f"the value is a JSON {type(obj).__name__}, not an object"
+        )
     for name in ("id", "type", "ts", "centre"):
         if name not in obj:
             raise EventError("missing_field", f"{name} is required")
@@ -119,7 +121,9 @@ def parse(key: bytes | None, value: bytes, *, check_key: bool = True) -> Event:
     if not isinstance(centre, str):
         raise EventError("wrong_type", f"centre must be a string, not {_show(centre)}")
     if not _CENTRE_RE.fullmatch(centre):
-        raise EventError("invalid_value", f"centre {_show(centre)} must be 1-64 chars of A-Z a-z 0-9 . _ -")
+        raise EventError(
+            "invalid_value", f"centre {_show(centre)} must be 1-64 chars of A-Z a-z 0-9 . _ -"
+        )
     for name in _REQUIRED[etype]:
         if name not in obj:
             raise EventError("missing_field", f"{name} is required for {tname}")
@@ -134,28 +138,45 @@ def parse(key: bytes | None, value: bytes, *, check_key: bool = True) -> Event:
         if etype == OFFERED:
             queue = _string(obj, "queue")
             if "direction" in obj:
-                direction = obj["direction"]  # type: ignore[assignment]
+                direction = obj["direction"]
                 if not isinstance(direction, str):
-                    raise EventError("wrong_type", f"direction must be a string, not {_show(direction)}")
+                    raise EventError(
+                        "wrong_type", f"direction must be a string, not {_show(direction)}"
+                    )
                 if direction not in DIRECTIONS:
-                    raise EventError("invalid_value", f"direction must be inbound or outbound, not {_show(direction)}")
+                    raise EventError(
+                        "invalid_value",
+                        f"direction must be inbound or outbound, not {_show(direction)}",
+                    )
             if "channel" in obj:
-                channel = obj["channel"]  # type: ignore[assignment]
+                channel = obj["channel"]
                 if not isinstance(channel, str):
-                    raise EventError("wrong_type", f"channel must be a string, not {_show(channel)}")
+                    raise EventError(
+                        "wrong_type", f"channel must be a string, not {_show(channel)}"
+                    )
                 if channel not in CHANNELS:
-                    raise EventError("invalid_value", f"channel must be voice, chat or email, not {_show(channel)}")
+                    raise EventError(
+                        "invalid_value",
+                        f"channel must be voice, chat or email, not {_show(channel)}",
+                    )
         elif etype == ANSWERED:
             agent = _string(obj, "agent")
         elif etype == OUTCOME:
-            outcome = obj["outcome"]  # type: ignore[assignment]
+            outcome = obj["outcome"]
             if not isinstance(outcome, str):
                 raise EventError("wrong_type", f"outcome must be a string, not {_show(outcome)}")
             if outcome not in OUTCOMES:
-                raise EventError("invalid_value", f"outcome must be one of {', '.join(OUTCOMES)}, not {_show(outcome)}")
+                raise EventError(
+                    "invalid_value",
+                    f"outcome must be one of {', '.join(OUTCOMES)}, not {_show(outcome)}",
+                )
     if check_key:
         if key is None:
-            raise EventError("key_mismatch", f"the message has no key; it must be the centre {centre!r}")
+            raise EventError(
+                "key_mismatch", f"the message has no key; it must be the centre {centre!r}"
+            )
         if key != centre.encode():
-            raise EventError("key_mismatch", f"the message key {_show(key)} is not the centre {centre!r}")
+            raise EventError(
+                "key_mismatch", f"the message key {_show(key)} is not the centre {centre!r}"
+            )
     return Event(eid, etype, ts, centre, agent, team, call, queue, direction, channel, outcome)

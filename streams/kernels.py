@@ -5,9 +5,9 @@ quantity booked at a timestamp, for one *combo*, the (queue, channel, direction)
 call) and a sorted array of *session change points* (an agent session opening or
 closing, by labour-rate class). Keys are sums of combos: the centre is all of them, a
 queue those with that queue, and so on; a centre has a handful of combos, so sums are
-kept by combo and turned into keys only when a figure is derived. Every quantity is an integer (calls, milliseconds,
-billed seconds), so all sums are exact; money is derived from them only at the end, by
-:func:`derive`.
+kept by combo and turned into keys only when a figure is derived. Every quantity is an
+integer (calls, milliseconds, billed seconds), so all sums are exact; money is derived
+from them only at the end, by :func:`derive`.
 
 Sums are cumulative: ``C`` holds everything booked before the current instant T, and
 ``Ct[w]`` everything booked before window w's start S; the window holds ``C - Ct[w]``.
@@ -94,12 +94,13 @@ def derive(R_w, SR_w, length_ms, labour_rates, rates, out):
         labour += SR_w[c] * labour_rates[c]
     labour /= MS_PER_HOUR
     overhead = (rates[R_FIXED] * length_ms + rates[R_SEAT] * staffed_ms) / MS_PER_HOUR
-    shared = labour + overhead
     centre_handle_ms = R_w[0, V_HANDLE_MS]
     for k in range(nk):
         handled = R_w[k, V_HANDLED]
         handle_ms = R_w[k, V_HANDLE_MS]
-        tel = (R_w[k, V_BILL_IN_S] * rates[R_TEL_IN] + R_w[k, V_BILL_OUT_S] * rates[R_TEL_OUT]) / 60.0
+        tel = (
+            R_w[k, V_BILL_IN_S] * rates[R_TEL_IN] + R_w[k, V_BILL_OUT_S] * rates[R_TEL_OUT]
+        ) / 60.0
         if k == 0:
             lab = labour
             ovh = overhead
@@ -150,11 +151,31 @@ def combo_to_keys(diff, combo_keys, out):
 
 @njit(cache=True, nogil=True)
 def sweep(
-    ats, acb, avi, aamt, sts, scls, sdel,
-    t0, n_inst, wlen, today_start, midnights, combo_keys,
-    C, Ct, CS, CSt, nhead, ntail,
-    labour_rates, rates, outw, out_handled, out_cpc,
-):  # fmt: skip
+    ats,
+    acb,
+    avi,
+    aamt,
+    sts,
+    scls,
+    sdel,
+    t0,
+    n_inst,
+    wlen,
+    today_start,
+    midnights,
+    combo_keys,
+    C,
+    Ct,
+    CS,
+    CSt,
+    nhead,
+    ntail,
+    labour_rates,
+    rates,
+    outw,
+    out_handled,
+    out_cpc,
+):
     """Advance every window from instant ``t0`` by ``n_inst`` whole seconds.
 
     On entry the state holds the sums as of ``t0``; on return, as of
@@ -324,13 +345,31 @@ def warm_up() -> None:
     out_c = np.zeros((1, 1, nk), np.float64)
     e = np.zeros(0, np.int64)
     sweep(
-        e, e, e, e, e, e, e,
-        np.int64(0), 1, np.array([60_000, -1], np.int64), np.int64(0), e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        np.int64(0),
+        1,
+        np.array([60_000, -1], np.int64),
+        np.int64(0),
+        e,
         np.array([[0, 1, 2, 3]], np.int64),
-        C, Ct, np.zeros(nc, np.int64), np.zeros((nw, nc), np.int64),
-        np.zeros(nc, np.int64), np.zeros((nw, nc), np.int64),
-        np.ones(nc), np.zeros(NR), np.array([0, -1], np.int64), out_h, out_c,
-    )  # fmt: skip
+        C,
+        Ct,
+        np.zeros(nc, np.int64),
+        np.zeros((nw, nc), np.int64),
+        np.zeros(nc, np.int64),
+        np.zeros((nw, nc), np.int64),
+        np.ones(nc),
+        np.zeros(NR),
+        np.array([0, -1], np.int64),
+        out_h,
+        out_c,
+    )
     one = np.ones(1, np.int64)
     compress(one, one, one, one, np.int64(0), 1, 2, one.copy(), one.copy(), one.copy(), one.copy())
     R = np.zeros((nk, NV), np.int64)

@@ -13,8 +13,18 @@ from callcost.agents.alerts import FIRING, INACTIVE, PENDING, AlertMachine, Band
 
 
 def band(**kw: object) -> Band:
-    base = dict(rule="r", centre="c", scope="queue", key="q", window="15m", low=2.0, high=4.0,
-                min_calls=2, hysteresis=0.1, for_ms=3000)  # fmt: skip
+    base = dict(
+        rule="r",
+        centre="c",
+        scope="queue",
+        key="q",
+        window="15m",
+        low=2.0,
+        high=4.0,
+        min_calls=2,
+        hysteresis=0.1,
+        for_ms=3000,
+    )
     base.update(kw)
     return Band(**base)  # type: ignore[arg-type]
 
@@ -55,8 +65,10 @@ def test_resolve_then_pending_at_once_in_the_other_direction() -> None:
     m = AlertMachine(band(for_ms=0))
     out = drive(m, [(5, 5.0), (5, 1.0)])
     assert [(a["state"], a["direction"]) for a in out] == [
-        ("firing", "above"), ("resolved", "above"), ("firing", "below")
-    ]  # fmt: skip
+        ("firing", "above"),
+        ("resolved", "above"),
+        ("firing", "below"),
+    ]
     assert out[2]["since"] == 2000
 
 
@@ -74,7 +86,9 @@ def test_dump_and_load() -> None:
     assert m2.state == FIRING and m2.since == 1000
 
 
-values = st.one_of(st.just(math.nan), st.sampled_from([1.0, 1.9, 2.0, 2.1, 2.3, 3.0, 3.7, 3.9, 4.0, 4.1, 6.0]))
+values = st.one_of(
+    st.just(math.nan), st.sampled_from([1.0, 1.9, 2.0, 2.1, 2.3, 3.0, 3.7, 3.9, 4.0, 4.1, 6.0])
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -84,7 +98,9 @@ values = st.one_of(st.just(math.nan), st.sampled_from([1.0, 1.9, 2.0, 2.1, 2.3, 
     hysteresis=st.sampled_from([0.0, 0.05, 0.5]),
     split=st.integers(0, 80),
 )
-def test_run_equals_step(series: list[tuple[int, float]], for_ms: int, hysteresis: float, split: int) -> None:
+def test_run_equals_step(
+    series: list[tuple[int, float]], for_ms: int, hysteresis: float, split: int
+) -> None:
     b = band(for_ms=for_ms, hysteresis=hysteresis)
     ref = drive(AlertMachine(b), series)
     m = AlertMachine(b)
@@ -105,4 +121,7 @@ def test_long_constant_series_is_cheap_and_right(for_ms: int) -> None:
     v[40_000:] = 3.0
     out: list[dict] = []
     AlertMachine(band(for_ms=for_ms)).run(1000, h, v, out)
-    assert [(a["state"], a["at"]) for a in out] == [("firing", 1000 + for_ms), ("resolved", 1000 + 40_000_000)]
+    assert [(a["state"], a["at"]) for a in out] == [
+        ("firing", 1000 + for_ms),
+        ("resolved", 1000 + 40_000_000),
+    ]

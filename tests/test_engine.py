@@ -45,7 +45,9 @@ def test_late_event_counts_once_it_arrives() -> None:
     tail = [ev("tick", "agent.login", T0 + 1_800_000, agent="a2")]
     on_time.ingest(base + calls + tail)
     late.ingest(base + calls[:-3] + tail)
-    before = figure(late.ingest([]).figures or [late.centres["c1"].figures_message()], "centre", "c1", "1h")
+    before = figure(
+        late.ingest([]).figures or [late.centres["c1"].figures_message()], "centre", "c1", "1h"
+    )
     assert before["handled"] == 4
     # the last call arrives after the watermark passed it: it is late, and counts from now on
     out = late.ingest(calls[-3:])
@@ -72,7 +74,9 @@ def test_late_session_change_is_accounted() -> None:
     fb = b.centres["c1"].figures_at_M()
     assert a.centres["c1"].M == b.centres["c1"].M
     for x, y in zip(fa, fb, strict=True):
-        assert x["staffed_s"] == pytest.approx(y["staffed_s"]) and x["labour"] == pytest.approx(y["labour"])
+        assert x["staffed_s"] == pytest.approx(y["staffed_s"]) and x["labour"] == pytest.approx(
+            y["labour"]
+        )
 
 
 def test_duplicate_id_changes_nothing_even_with_other_content() -> None:
@@ -87,7 +91,9 @@ def test_duplicate_id_changes_nothing_even_with_other_content() -> None:
 
 def test_idle_advance_moves_the_watermark_with_the_clock() -> None:
     e = engine(idle_advance=True)
-    out = e.ingest([ev("l1", "agent.login", T0, agent="a1"), ev("l2", "agent.login", T0 + 10_000, agent="a2")])
+    out = e.ingest(
+        [ev("l1", "agent.login", T0, agent="a1"), ev("l2", "agent.login", T0 + 10_000, agent="a2")]
+    )
     as_of = out.figures[-1]["as_of"]
     assert as_of == T0 + 5_000
     out = e.tick(T0 + 65_000)
@@ -98,10 +104,14 @@ def test_idle_advance_moves_the_watermark_with_the_clock() -> None:
 
 
 def test_today_empties_at_local_midnight() -> None:
-    s = parse_settings('[defaults]\ntimezone = "Europe/Prague"\n[stream]\nwindows = ["today", "1h"]\n')
+    s = parse_settings(
+        '[defaults]\ntimezone = "Europe/Prague"\n[stream]\nwindows = ["today", "1h"]\n'
+    )
     e = Engine(s, check_key=False)
     midnight = 1_768_431_600_000 + 86_400_000  # 2026-01-16T00:00 in Prague (23:00Z)
-    e.ingest([ev("l1", "agent.login", midnight - 600_000, agent="a1"), *call(1, midnight - 300_000)])
+    e.ingest(
+        [ev("l1", "agent.login", midnight - 600_000, agent="a1"), *call(1, midnight - 300_000)]
+    )
     out = e.ingest([ev("z", "agent.login", midnight + 125_000, agent="a2")])
     today = figure(out.figures, "centre", "c1", "today")
     hour = figure(out.figures, "centre", "c1", "1h")
@@ -116,7 +126,10 @@ def test_today_empties_at_local_midnight() -> None:
     [
         ("Europe/Prague", "2026-03-28T23:00:00+00:00"),  # spring forward at 02:00 that night
         ("America/New_York", "2026-11-01T04:00:00+00:00"),  # fall back day
-        ("America/Havana", "2026-03-08T05:00:00+00:00"),  # clocks jump at midnight: the day starts at 01:00
+        (
+            "America/Havana",
+            "2026-03-08T05:00:00+00:00",
+        ),  # clocks jump at midnight: the day starts at 01:00
         ("Asia/Kolkata", "2026-03-28T18:30:00+00:00"),
     ],
 )
@@ -138,12 +151,19 @@ def test_state_stays_bounded_over_days() -> None:
     e = Engine(Settings(), check_key=False)
     sizes = []
     t = T0
-    for day in range(3):
+    for _day in range(3):
         for _ in range(24):
             t += 3_600_000
             e.ingest([(None, orjson.dumps(x)) for x in sim.events_until(t)], publish=False)
         st = next(iter(e.centres.values()))
-        sizes.append((len(st.calls), len(st.ats), len(st.seen), sum(len(a.events) for a in st.agents.values())))
+        sizes.append(
+            (
+                len(st.calls),
+                len(st.ats),
+                len(st.seen),
+                sum(len(a.events) for a in st.agents.values()),
+            )
+        )
     # a day's worth of calls is about 5,800: only the last call_ttl (4 h) of them is kept
     for calls, bookings, seen, agent_events in sizes:
         assert calls < 1500 and bookings < 5000 and seen < 3000 and agent_events < 2000

@@ -8,8 +8,14 @@ import pytest
 from callcost.errors import EventError
 from callcost.streams.events import ANSWERED, LOGIN, OFFERED, REASONS, parse
 
-BASE = {"id": "e1", "type": "call.offered", "ts": 1_768_467_600_000, "centre": "prg",
-        "call": "c1", "queue": "billing"}  # fmt: skip
+BASE = {
+    "id": "e1",
+    "type": "call.offered",
+    "ts": 1_768_467_600_000,
+    "centre": "prg",
+    "call": "c1",
+    "queue": "billing",
+}
 
 
 def msg(**changes: object) -> bytes:
@@ -29,12 +35,30 @@ def reason(value: bytes, key: bytes | None = b"prg", check_key: bool = True) -> 
 
 def test_valid_offered_with_defaults() -> None:
     ev = parse(b"prg", msg())
-    assert (ev.type, ev.call, ev.queue, ev.direction, ev.channel) == (OFFERED, "c1", "billing", "inbound", "voice")
+    assert (ev.type, ev.call, ev.queue, ev.direction, ev.channel) == (
+        OFFERED,
+        "c1",
+        "billing",
+        "inbound",
+        "voice",
+    )
 
 
 def test_valid_login_with_team_and_unknown_fields_ignored() -> None:
-    ev = parse(b"prg", orjson.dumps({"id": "a", "type": "agent.login", "ts": 5, "centre": "prg",
-                                      "agent": "a1", "team": "sales", "extra": [1, 2]}))  # fmt: skip
+    ev = parse(
+        b"prg",
+        orjson.dumps(
+            {
+                "id": "a",
+                "type": "agent.login",
+                "ts": 5,
+                "centre": "prg",
+                "agent": "a1",
+                "team": "sales",
+                "extra": [1, 2],
+            }
+        ),
+    )
     assert (ev.type, ev.agent, ev.team) == (LOGIN, "a1", "sales")
 
 

@@ -18,7 +18,9 @@ def ref_derive(R_w, SR_w, length_ms, labour_rates, rates):
     for k in range(R_w.shape[0]):
         handled = R_w[k, K.V_HANDLED]
         h = R_w[k, K.V_HANDLE_MS]
-        tel = (R_w[k, K.V_BILL_IN_S] * rates[K.R_TEL_IN] + R_w[k, K.V_BILL_OUT_S] * rates[K.R_TEL_OUT]) / 60
+        tel = (
+            R_w[k, K.V_BILL_IN_S] * rates[K.R_TEL_IN] + R_w[k, K.V_BILL_OUT_S] * rates[K.R_TEL_OUT]
+        ) / 60
         share = 1.0 if k == 0 else (h / R_w[0, K.V_HANDLE_MS] if R_w[0, K.V_HANDLE_MS] > 0 else 0.0)
         total = tel + (labour + overhead) * share
         rows.append((handled, total / handled if handled > 0 else math.nan))
@@ -30,7 +32,8 @@ def random_case(rng, n_b=300, n_agents=6, span_s=600, nk=6, nc=3):
     ats = np.sort(rng.integers(t0, t0 + span_s * 1000, n_b)).astype(np.int64)
     # combos: (queue, channel, direction) key triples; keys 1-2 queues, 3-4 channels, 5+ directions
     combo_keys = np.array(
-        [[0, q, c, d] for q in (1, 2) for c in (3, 4) for d in range(5, nk) if rng.random() < 0.8] or [[0, 1, 3, 5]],
+        [[0, q, c, d] for q in (1, 2) for c in (3, 4) for d in range(5, nk) if rng.random() < 0.8]
+        or [[0, 1, 3, 5]],
         np.int64,
     )
     acb = rng.integers(0, len(combo_keys), n_b).astype(np.int64)
@@ -91,16 +94,47 @@ def test_sweep_matches_brute_force(seed: int) -> None:
     state = (C, Ct, CS, CSt, nhead, ntail, labour_rates, rates, outw)
     # two calls, to check that state carries over between batches
     first = 333
-    ts1 = K.sweep(ats, acb, avi, aamt, sts, scls, sdel, np.int64(M0), first, wlen,
-                  np.int64(today_start), np.array([midnight]), combo_keys, *state,
-                  out_h[:first], out_c[:first])  # fmt: skip
+    ts1 = K.sweep(
+        ats,
+        acb,
+        avi,
+        aamt,
+        sts,
+        scls,
+        sdel,
+        np.int64(M0),
+        first,
+        wlen,
+        np.int64(today_start),
+        np.array([midnight]),
+        combo_keys,
+        *state,
+        out_h[:first],
+        out_c[:first],
+    )
     assert ts1 == midnight
-    K.sweep(ats, acb, avi, aamt, sts, scls, sdel, np.int64(M0 + first * 1000), n_total - first, wlen,
-            np.int64(ts1), np.zeros(0, np.int64), combo_keys, *state, out_h[first:], out_c[first:])  # fmt: skip
+    K.sweep(
+        ats,
+        acb,
+        avi,
+        aamt,
+        sts,
+        scls,
+        sdel,
+        np.int64(M0 + first * 1000),
+        n_total - first,
+        wlen,
+        np.int64(ts1),
+        np.zeros(0, np.int64),
+        combo_keys,
+        *state,
+        out_h[first:],
+        out_c[first:],
+    )
     for i in range(n_total):
         T = M0 + (i + 1) * 1000
         for w in range(nw):
-            S = T - wlen[w] if wlen[w] >= 0 else (midnight if T >= midnight else today_start)
+            S = T - wlen[w] if wlen[w] >= 0 else (midnight if midnight <= T else today_start)
             Rw, SRw = ref_sums(ats, acb, avi, aamt, sts, scls, sdel, combo_keys, T, S, nk, nc)
             if i == n_total - 1:
                 got = np.zeros((nk, K.NV), np.int64)
@@ -112,7 +146,9 @@ def test_sweep_matches_brute_force(seed: int) -> None:
                 for k, (handled, cpc) in enumerate(rows):
                     assert out_h[i, outw[w], k] == handled
                     got = out_c[i, outw[w], k]
-                    assert (math.isnan(got) and math.isnan(cpc)) or got == pytest.approx(cpc, rel=1e-12)
+                    assert (math.isnan(got) and math.isnan(cpc)) or got == pytest.approx(
+                        cpc, rel=1e-12
+                    )
 
 
 def test_combo_to_keys_matches_python() -> None:
@@ -153,7 +189,14 @@ def test_derive_no_handle_time_allocates_nothing() -> None:
     R = np.zeros((2, K.NV), np.int64)
     R[1, K.V_OFFERED] = 4
     out = np.zeros((2, K.NF))
-    K.derive(R, np.array([1000], np.int64), 60_000, np.array([24.0]), np.array([1.5, 60.0, 0.0, 0.0]), out)
+    K.derive(
+        R,
+        np.array([1000], np.int64),
+        60_000,
+        np.array([24.0]),
+        np.array([1.5, 60.0, 0.0, 0.0]),
+        out,
+    )
     assert out[1, K.F_TOTAL] == 0.0 and out[0, K.F_TOTAL] > 0
     assert math.isnan(out[0, K.F_COST_PER_CALL]) and math.isnan(out[0, K.F_AHT_S])
     assert out[0, K.F_OCCUPANCY] == 0.0
@@ -168,7 +211,9 @@ def ref_compress(ts, cb, vi, amt):
     return sorted((k, a) for k, a in acc.items() if a != 0)
 
 
-@pytest.mark.parametrize(("nsec", "seed"), [(3, 0), (50, 1), (40_000, 2)])  # the last takes the sorting path
+@pytest.mark.parametrize(
+    ("nsec", "seed"), [(3, 0), (50, 1), (40_000, 2)]
+)  # the last takes the sorting path
 def test_compress_matches_python(nsec: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     n, ncb = 2000, 5
@@ -179,7 +224,9 @@ def test_compress_matches_python(nsec: int, seed: int) -> None:
     amt = rng.integers(-2, 3, n).astype(np.int64)  # many cancel to zero
     out = [np.empty(n, np.int64) for _ in range(4)]
     m = K.compress(ts, cb, vi, amt, np.int64(base), nsec, ncb, *out)
-    got = sorted(((int(out[0][i]), int(out[1][i]), int(out[2][i])), int(out[3][i])) for i in range(m))
+    got = sorted(
+        ((int(out[0][i]), int(out[1][i]), int(out[2][i])), int(out[3][i])) for i in range(m)
+    )
     assert got == ref_compress(ts, cb, vi, amt)
     assert np.all(np.diff(out[0][:m]) >= 0)
     assert nsec * ncb * K.NV > K.DENSE_LIMIT or nsec < 100

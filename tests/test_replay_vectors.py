@@ -11,7 +11,14 @@ from contextlib import redirect_stdout
 import pytest
 
 from callcost.cli import main
-from tests.vectorcheck import NAMES, VECTORS, alert_mismatches, expected, figure_mismatches, instants
+from tests.vectorcheck import (
+    NAMES,
+    VECTORS,
+    alert_mismatches,
+    expected,
+    figure_mismatches,
+    instants,
+)
 
 
 def run_replay(name: str, *extra: str) -> dict:
@@ -20,7 +27,16 @@ def run_replay(name: str, *extra: str) -> dict:
     with redirect_stdout(buf):
         # replay writes bytes to sys.stdout.buffer; give it one
         sys.stdout.buffer = io.BytesIO()  # type: ignore[misc]
-        rc = main(["replay", str(d / "events.jsonl"), "--config", str(d / "callcost.toml"), "--quiet", *extra])
+        rc = main(
+            [
+                "replay",
+                str(d / "events.jsonl"),
+                "--config",
+                str(d / "callcost.toml"),
+                "--quiet",
+                *extra,
+            ]
+        )
         raw = sys.stdout.buffer.getvalue()  # type: ignore[attr-defined]
     assert rc == 0
     return json.loads(raw)
@@ -56,20 +72,42 @@ def test_replay_reads_stdin_as_a_real_process() -> None:
     d = VECTORS / "edge"
     with open(d / "events.jsonl", "rb") as f:
         proc = subprocess.run(
-            [sys.executable, "-m", "callcost.cli", "replay", "-", "--config", str(d / "callcost.toml")],
-            stdin=f, capture_output=True, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "callcost.cli",
+                "replay",
+                "-",
+                "--config",
+                str(d / "callcost.toml"),
+            ],
+            stdin=f,
+            capture_output=True,
+            check=True,
+        )
     doc = json.loads(proc.stdout)
     assert doc["rejected"] == 3
-    assert doc["centres"]["edge"]["last_instant"] == expected("edge")["centres"]["edge"]["last_instant"]
+    assert (
+        doc["centres"]["edge"]["last_instant"]
+        == expected("edge")["centres"]["edge"]["last_instant"]
+    )
 
 
 def test_replay_bad_config_stops_with_line(tmp_path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[defaults]\nfixed_per_hour = 'lots'\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "callcost.cli", "replay", str(VECTORS / "edge" / "events.jsonl"), "--config", str(cfg)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "callcost.cli",
+            "replay",
+            str(VECTORS / "edge" / "events.jsonl"),
+            "--config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "bad.toml:2: defaults.fixed_per_hour" in proc.stderr

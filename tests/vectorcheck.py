@@ -8,10 +8,33 @@ from typing import Any
 
 VECTORS = Path(__file__).parent / "vectors"
 NAMES = ("edge", "sim-2h", "two-centres")
-NUMERIC = ("offered", "handled", "abandoned", "conversions", "handle_s", "telephony", "labour",
-           "overhead", "total", "aht_s", "cost_per_call", "cost_per_sale", "staffed_s", "occupancy")  # fmt: skip
-ZERO_COUNTS = {"offered": 0.0, "handled": 0.0, "abandoned": 0.0, "conversions": 0.0, "handle_s": 0.0,
-               "telephony": 0.0, "labour": 0.0, "overhead": 0.0, "total": 0.0}  # fmt: skip
+NUMERIC = (
+    "offered",
+    "handled",
+    "abandoned",
+    "conversions",
+    "handle_s",
+    "telephony",
+    "labour",
+    "overhead",
+    "total",
+    "aht_s",
+    "cost_per_call",
+    "cost_per_sale",
+    "staffed_s",
+    "occupancy",
+)
+ZERO_COUNTS = {
+    "offered": 0.0,
+    "handled": 0.0,
+    "abandoned": 0.0,
+    "conversions": 0.0,
+    "handle_s": 0.0,
+    "telephony": 0.0,
+    "labour": 0.0,
+    "overhead": 0.0,
+    "total": 0.0,
+}
 
 
 def expected(name: str) -> dict[str, Any]:
@@ -30,7 +53,9 @@ def close(got: Any, want: Any) -> bool:
     return abs(got - want) <= max(1e-9, 1e-6 * abs(want))
 
 
-def figure_mismatches(got: list[dict[str, Any]], want: list[dict[str, Any]], fields=None) -> list[str]:
+def figure_mismatches(
+    got: list[dict[str, Any]], want: list[dict[str, Any]], fields=None
+) -> list[str]:
     """Every difference; a key missing from ``got`` compares as zero counts and null ratios."""
     index = {(f["centre"], f["scope"], f["key"], f["window"], f["as_of"]): f for f in got}
     bad = []
@@ -51,7 +76,9 @@ def figure_mismatches(got: list[dict[str, Any]], want: list[dict[str, Any]], fie
 
 def alert_mismatches(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> list[str]:
     if len(got) != len(want):
-        return [f"{len(got)} alerts, want {len(want)}: got {[a['id'] + ' ' + a['state'] for a in got]}"]
+        return [
+            f"{len(got)} alerts, want {len(want)}: got {[a['id'] + ' ' + a['state'] for a in got]}"
+        ]
     bad = []
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         for name, value in w.items():
