@@ -433,9 +433,7 @@ class AlertStore:
 # --------------------------------------------------------------------------- HTTP queries
 
 
-def _params(
-    params: Mapping[str, list[str]], allowed: tuple[str, ...]
-) -> dict[str, str | None]:
+def _params(params: Mapping[str, list[str]], allowed: tuple[str, ...]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name, values in params.items():
         if name not in allowed:
@@ -752,6 +750,8 @@ class Session:
     # ----------------------------------------------------------------- outbox
 
     def _push(self, entry: _Entry) -> None:
+        if self.overflowed:
+            return  # the connection is being closed: queue nothing more
         self._outbox.append(entry)
         if len(self._outbox) > self.hard_limit:
             self.overflowed = True
