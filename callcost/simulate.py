@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from callcost.streams.simulation import Simulator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     if args.speed <= 0:
         raise CallcostError(f"--speed must be > 0, got {args.speed}")
     start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000)
