@@ -99,7 +99,7 @@ class Pipeline:
             self.batches += 1
             t0 = time.perf_counter()
             try:
-                out = self.engine.ingest(records)
+                out = self.engine.ingest(records, now_ms=int(time.time() * 1000))
                 self.engine_s += time.perf_counter() - t0
             except Exception:
                 log.exception("engine failed on a batch of %d; retrying one by one", len(records))
@@ -120,7 +120,7 @@ class Pipeline:
         failed = 0
         for record, message in zip(records, messages, strict=True):
             try:
-                out = self.engine.ingest([record])
+                out = self.engine.ingest([record], now_ms=int(time.time() * 1000))
             except Exception as exc:
                 if not failed:  # one traceback a batch is enough to find the bug
                     log.exception("engine failed on %s", _where(message))

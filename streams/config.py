@@ -10,6 +10,7 @@ Pure module: standard library only.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -113,6 +114,9 @@ class StreamSettings:
     windows: tuple[str, ...] = ("15m", "1h", "today")
     #: live mode only: idle centres' watermarks follow the wall clock
     idle_advance: bool = False
+    #: live worker: an event whose ts is further ahead of the wall clock is rejected
+    #: (``future_ts``), so one bad clock cannot drag a centre's watermark into the future
+    max_future_ms: int = 15 * 60_000
     #: how long event ids are remembered behind the watermark for duplicate detection
     dedup_ms: int = 3_600_000
     #: how long a call's join state is kept after its last event, behind the watermark
@@ -121,7 +125,13 @@ class StreamSettings:
 
 @dataclass(frozen=True, slots=True)
 class Sink:
-    """A webhook sink for alerts (issue 4)."""
+    """A webhook sink for alerts (issue 4): where, which alerts, and how hard to try.
+
+    The filters (``centre``, ``scope``, ``rule``, ``state``) are each optional: None
+    takes every value. ``name`` names the sink in ``/metrics`` and in the delivery
+    records of the control topic; without one the sink is known by a hash of its URL
+    (:attr:`id`), so that the URL, often a secret itself, is never shown.
+    """
 
     url: str
     centre: str | None = None
@@ -129,6 +139,25 @@ class Sink:
     rule: str | None = None
     state: str | None = None
     secret: str | None = None
+    name: str | None = None
+    #: one delivery attempt (connect, send, answer) gives up after this long
+    timeout_s: float = 5.0
+    #: attempts per alert message before it is abandoned (counted in /metrics)
+    max_attempts: int = 6
+    #: the first retry waits about this long, each next one twice as long (up to 60 s)
+    backoff_s: float = 0.5
+    #: messages waiting per sink; when full the oldest is dropped (and counted)
+    queue_size: int = 1000
+    #: at start, alerts never sent whose ``at`` is this much older than the start are
+    #: not sent (a gateway down for a day does not blast a day of alerts)
+    replay_horizon_s: float = 900.0
+
+    @property
+    def id(self) -> str:
+        """``name``, or ``url-`` and 16 hex digits of the URL's SHA-256."""
+        if self.name is not None:
+            return self.name
+        return "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +230,29 @@ _RATE_KEYS = {
     "currency",
 }
 _RULE_KEYS = {"name", "scope", "window", "band", "min_calls", "hysteresis", "for_s"}
-_STREAM_KEYS = {"lateness_ms", "windows", "idle_advance", "dedup_ms", "call_ttl_ms"}
-_SINK_KEYS = {"url", "centre", "scope", "rule", "state", "secret"}
+_STREAM_KEYS = {
+    "lateness_ms",
+    "windows",
+    "idle_advance",
+    "dedup_ms",
+    "call_ttl_ms",
+    "max_future_ms",
+}
+_SINK_KEYS = {
+    "url",
+    "name",
+    "centre",
+    "scope",
+    "rule",
+    "state",
+    "secret",
+    "timeout_s",
+    "max_attempts",
+    "backoff_s",
+    "queue_size",
+    "replay_horizon_s",
+}
+_SINK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOP_KEYS = {"defaults", "centres", "rules", "stream", "sinks"}
 _CENTRE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -263,28 +313,33 @@ class _Parser:
                     (*path, key), f"unknown key (expected one of {', '.join(sorted(allowed))})"
                 )
 
-    def number(self, value: Any, path: tuple[Any, ...], *, minimum: float = 0.0) -> float:
+    def number(
+        self, value: Any, path: tuple[Any, ...], *, minimum: float = 0.0, what: str = ""
+    ) -> float:
+        """``what`` prefixes the message, e.g. ``"rule 'a': "``."""
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"must be a number, not {value!r}")
+            raise self.fail(path, f"{what}must be a number, not {value!r}")
         f = float(value)
         if not math.isfinite(f) or f < minimum:
-            raise self.fail(path, f"must be a finite number >= {minimum:g}, not {value!r}")
+            raise self.fail(path, f"{what}must be a finite number >= {minimum:g}, not {value!r}")
         return f
 
-    def integer(self, value: Any, path: tuple[Any, ...], *, minimum: int = 0) -> int:
+    def integer(
+        self, value: Any, path: tuple[Any, ...], *, minimum: int = 0, what: str = ""
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"must be a whole number, not {value!r}")
+            raise self.fail(path, f"{what}must be a whole number, not {value!r}")
         if value < minimum:
-            raise self.fail(path, f"must be >= {minimum}, not {value!r}")
+            raise self.fail(path, f"{what}must be >= {minimum}, not {value!r}")
         return value
 
-    def band(self, value: Any, path: tuple[Any, ...]) -> tuple[float, float]:
+    def band(self, value: Any, path: tuple[Any, ...], *, what: str = "") -> tuple[float, float]:
         if not isinstance(value, list) or len(value) != 2:
-            raise self.fail(path, f"must be [low, high], not {value!r}")
-        low = self.number(value[0], path)
-        high = self.number(value[1], path)
+            raise self.fail(path, f"{what}must be [low, high], not {value!r}")
+        low = self.number(value[0], path, what=what)
+        high = self.number(value[1], path, what=what)
         if not low < high:
-            raise self.fail(path, f"low must be below high, not {value!r}")
+            raise self.fail(path, f"{what}low must be below high, not {value!r}")
         return (low, high)
 
     def string(self, value: Any, path: tuple[Any, ...]) -> str:
@@ -352,14 +407,15 @@ class _Parser:
             window = parse_window(table["window"]).name
         except ValueError as exc:
             raise self.fail((*path, "window"), f"rule {name!r}: {exc}") from None
-        band = self.band(table["band"], (*path, "band")) if "band" in table else None
-        min_calls = self.integer(table.get("min_calls", 20), (*path, "min_calls"))
-        hysteresis = self.number(table.get("hysteresis", 0.05), (*path, "hysteresis"))
+        what = f"rule {name!r}: "
+        band = self.band(table["band"], (*path, "band"), what=what) if "band" in table else None
+        min_calls = self.integer(table.get("min_calls", 20), (*path, "min_calls"), what=what)
+        hysteresis = self.number(table.get("hysteresis", 0.05), (*path, "hysteresis"), what=what)
         if hysteresis >= 1:
             raise self.fail(
                 (*path, "hysteresis"), f"rule {name!r}: must be below 1, not {hysteresis}"
             )
-        for_s = self.integer(table.get("for_s", 60), (*path, "for_s"))
+        for_s = self.integer(table.get("for_s", 60), (*path, "for_s"), what=what)
         return Rule(name, scope, window, band, min_calls, hysteresis, for_s)
 
     def stream(self, table: Any) -> StreamSettings:
@@ -368,7 +424,7 @@ class _Parser:
         self.check_keys(table, _STREAM_KEYS, ("stream",))
         s = StreamSettings()
         changes: dict[str, Any] = {}
-        for key in ("lateness_ms", "dedup_ms", "call_ttl_ms"):
+        for key in ("lateness_ms", "dedup_ms", "call_ttl_ms", "max_future_ms"):
             if key in table:
                 changes[key] = self.integer(table[key], ("stream", key))
         if "idle_advance" in table:
@@ -393,7 +449,7 @@ class _Parser:
             changes["windows"] = tuple(names)
         return replace(s, **changes)
 
-    def sink(self, table: Any, index: int) -> Sink:
+    def sink(self, table: Any, index: int, rules: tuple[Rule, ...]) -> Sink:
         path: tuple[Any, ...] = ("sinks", index)
         if not isinstance(table, dict):
             raise self.fail(path, "must be a table")
@@ -401,13 +457,44 @@ class _Parser:
         if "url" not in table:
             raise self.fail((*path, "url"), "missing")
         url = self.string(table["url"], (*path, "url"))
-        if not url.startswith(("http://", "https://")):
-            raise self.fail((*path, "url"), f"must be an http:// or https:// URL, not {url!r}")
-        kw = {
+        if not url.startswith(("http://", "https://")) or len(url.split("/")[2]) == 0:
+            raise self.fail((*path, "url"), "must be an http:// or https:// URL")
+        kw: dict[str, Any] = {
             k: self.string(table[k], (*path, k))
-            for k in ("centre", "scope", "rule", "state", "secret")
+            for k in ("name", "centre", "scope", "rule", "state", "secret")
             if k in table
         }
+        if "name" in kw and not _SINK_NAME_RE.match(kw["name"]):
+            raise self.fail(
+                (*path, "name"), f"{kw['name']!r} must be 1-64 chars of A-Z a-z 0-9 . _ -"
+            )
+        if "centre" in kw and not _CENTRE_RE.match(kw["centre"]):
+            raise self.fail(
+                (*path, "centre"), f"{kw['centre']!r} must be 1-64 chars of A-Z a-z 0-9 . _ -"
+            )
+        if "scope" in kw and kw["scope"] not in SCOPES:
+            raise self.fail(
+                (*path, "scope"), f"unknown scope {kw['scope']!r} (one of {', '.join(SCOPES)})"
+            )
+        if "state" in kw and kw["state"] not in ("firing", "resolved"):
+            raise self.fail(
+                (*path, "state"), f"must be 'firing' or 'resolved', not {kw['state']!r}"
+            )
+        if "rule" in kw and kw["rule"] not in {r.name for r in rules}:
+            names = ", ".join(r.name for r in rules)
+            raise self.fail((*path, "rule"), f"no rule {kw['rule']!r} (rules: {names})")
+        for key in ("timeout_s", "backoff_s"):
+            if key in table:
+                kw[key] = self.number(table[key], (*path, key))
+                if kw[key] <= 0:
+                    raise self.fail((*path, key), f"must be above 0, not {table[key]!r}")
+        if "replay_horizon_s" in table:
+            kw["replay_horizon_s"] = self.number(
+                table["replay_horizon_s"], (*path, "replay_horizon_s")
+            )
+        for key in ("max_attempts", "queue_size"):
+            if key in table:
+                kw[key] = self.integer(table[key], (*path, key), minimum=1)
         return Sink(url=url, **kw)
 
     def settings(self, doc: dict[str, Any]) -> Settings:
@@ -440,7 +527,17 @@ class _Parser:
         if "sinks" in doc:
             if not isinstance(doc["sinks"], list):
                 raise self.fail(("sinks",), "must be an array of tables [[sinks]]")
-            sinks = tuple(self.sink(t, i) for i, t in enumerate(doc["sinks"]))
+            sinks = tuple(self.sink(t, i, rules) for i, t in enumerate(doc["sinks"]))
+            ids: dict[str, int] = {}
+            for i, sink in enumerate(sinks):
+                if sink.id in ids:
+                    key = "name" if sink.name is not None else "url"
+                    raise self.fail(
+                        ("sinks", i, key),
+                        f"sink {sink.id!r} is the same as sinks[{ids[sink.id]}]"
+                        + ("" if sink.name else "; give each sink with this URL a name"),
+                    )
+                ids[sink.id] = i
         return Settings(
             defaults=defaults,
             centres=MappingProxyType(centres),

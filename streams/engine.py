@@ -83,8 +83,16 @@ class _Agent:
         self.changes: list[tuple[int, int, int]] = []
 
 
+# datetime ends with year 9999; SPEC allows ts up to 2^53 ms (year 287396). Beyond it,
+# days are UTC days: nobody's wall clock is there, but the engine must not fail on it.
+_MAX_DATETIME_MS = 253_402_214_400_000  # 9999-12-31T00:00:00Z
+_DAY_MS = 86_400_000
+
+
 def local_midnight(ms: int, tz: ZoneInfo) -> int:
     """The last local midnight at or before ``ms`` (the first instant of the local day)."""
+    if ms >= _MAX_DATETIME_MS:
+        return ms - ms % _DAY_MS
     local = datetime.fromtimestamp(ms / 1000, tz)
     start = datetime(local.year, local.month, local.day, tzinfo=tz)
     return int(start.timestamp()) * 1000
@@ -92,6 +100,8 @@ def local_midnight(ms: int, tz: ZoneInfo) -> int:
 
 def next_midnight(ms: int, tz: ZoneInfo) -> int:
     """The first local midnight strictly after ``ms``."""
+    if ms >= _MAX_DATETIME_MS - 2 * _DAY_MS:
+        return ms - ms % _DAY_MS + _DAY_MS
     local = datetime.fromtimestamp(ms / 1000, tz)
     day = datetime(local.year, local.month, local.day) + timedelta(days=1)
     return int(day.replace(tzinfo=tz).timestamp()) * 1000
@@ -657,12 +667,24 @@ class Engine:
         *,
         publish: bool = True,
     ) -> Output:
-        """Validate and fold in a batch of raw (key, value) messages, then advance."""
+        """Validate and fold in a batch of raw (key, value) messages, then advance.
+
+        ``now_ms`` is the live worker's wall clock: an event further ahead of it than
+        ``stream.max_future_ms`` is rejected (``future_ts``). Replay passes none.
+        """
         out = Output()
         events: list[Event] = []
+        horizon = None if now_ms is None else now_ms + self.settings.stream.max_future_ms
         for i, (key, value) in enumerate(records):
             try:
-                events.append(parse(key, value, check_key=self.check_key))
+                ev = parse(key, value, check_key=self.check_key)
+                if horizon is not None and ev.ts > horizon:
+                    raise EventError(
+                        "future_ts",
+                        f"ts {ev.ts} is {(ev.ts - now_ms) / 1000:.0f} s ahead of the clock"  # type: ignore[operator]
+                        f" (stream.max_future_ms = {self.settings.stream.max_future_ms})",
+                    )
+                events.append(ev)
             except EventError as exc:
                 out.rejects.append(Reject(i, exc.reason, exc.detail))
                 self.reject_reasons[exc.reason] = self.reject_reasons.get(exc.reason, 0) + 1

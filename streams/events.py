@@ -24,6 +24,8 @@ REASONS: dict[str, str] = {
     "invalid_value": "a field's value breaks its rule (length, characters, range)",
     "unknown_type": "the event type is not one of SPEC section 1",
     "key_mismatch": "the Kafka message key is not the event's centre",
+    # not in SPEC section 1, a product rule of the live worker (stream.max_future_ms):
+    "future_ts": "ts is further ahead of the worker's clock than stream.max_future_ms",
 }
 
 # event type codes, small ints so the engine can switch on them cheaply

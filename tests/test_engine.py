@@ -168,3 +168,18 @@ def test_state_stays_bounded_over_days() -> None:
     for calls, bookings, seen, agent_events in sizes:
         assert calls < 1500 and bookings < 5000 and seen < 3000 and agent_events < 2000
     assert e.stats()["accepted"] > 60_000
+
+
+def test_event_far_ahead_of_the_clock_is_rejected_live_only() -> None:
+    far = ev("f1", "agent.login", 2**53 - 1, agent="a1")
+    near = ev("n1", "agent.login", T0 + 60_000, agent="a1")
+    live = engine()
+    out = live.ingest([near, far], now_ms=T0)
+    assert [(r.index, r.reason) for r in out.rejects] == [(1, "future_ts")]
+    assert live.centres["c1"].max_ts == T0 + 60_000
+    assert "ahead of the clock" in out.rejects[0].detail
+    # replay has no clock: an event at the end of time is valid there (SPEC section 1)
+    assert parse_settings("").stream.max_future_ms == 900_000
+    e = engine()
+    assert e.ingest([near], now_ms=None).rejects == []
+    assert e.centres["c1"].max_ts == T0 + 60_000
