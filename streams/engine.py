@@ -53,6 +53,7 @@ from callcost.streams.events import (
 )
 
 CHUNK = 4096  # instants per kernel call: bounds the transient output arrays
+QUIET_JUMP_MS = 6 * 3_600_000  # skip quiet stretches longer than this
 # booking tuple: (ts, combo, *NV values)
 _BW = 2 + K.NV
 
@@ -198,6 +199,9 @@ class CentreState:
                 else:
                     self.status_rule[scope, wi] = (rule.min_calls, *rule.band_for(self.rates))
         self.late_events = 0
+        self.trimmed_atom_ts = 0  # the latest booking dropped from the arrays
+        self.trimmed_point_ts = 0  # the latest session change dropped
+        self.quiet_jumps = 0
 
     # ------------------------------------------------------------------ keys
 
@@ -469,7 +473,14 @@ class CentreState:
         assert M is not None
         nk = len(self.keys)
         while target > M:
+            jump = self._quiet_jump(M, target)
+            if jump is not None:
+                M = self.M = jump
+                continue
             n = min(CHUNK, (target - M) // 1000)
+            q = self.quiet_after(M)
+            if q is not None and M < q < M + n * 1000:
+                n = (q - M) // 1000  # stop there: a long quiet stretch may follow
             mids = []
             end = M + n * 1000
             while self.next_mid <= end:
@@ -509,6 +520,55 @@ class CentreState:
             M = end
             self.M = M
 
+    def _quiet_jump(self, M: int, target: int) -> int | None:
+        """Skip a long stretch with nothing booked in any window: return the instant to
+        jump to, with the state set as the sweep would have left it, or None.
+
+        From ``quiet_at`` on, every window has no booking left (and no session change),
+        so every figure has ``handled = 0``, every cost per call is null, and no alert
+        machine can change state: pending ones went inactive at ``quiet_at``, firing ones
+        hold. Only time-driven sums move, and they are computed in closed form. Without
+        this, one event with a far-future ``ts`` (valid per SPEC) would make the engine
+        walk every second up to it.
+        """
+        q = self.quiet_after(M)
+        if q is None or q > M:
+            return None
+        i = int(np.searchsorted(self.ats, M))
+        j = int(np.searchsorted(self.sts, M))
+        nxt = min(
+            int(self.ats[i]) if i < len(self.ats) else target,
+            int(self.sts[j]) if j < len(self.sts) else target,
+            target,
+        )
+        J = (nxt // 1000) * 1000 - 1000  # the instant before the next change
+        if J - M < QUIET_JUMP_MS:
+            return None
+        dt = J - M
+        self.CS += self.nhead * dt
+        self.today_start = local_midnight(J, self.tz)
+        self.next_mid = next_midnight(J, self.tz)
+        for w, win in enumerate(self.windows):
+            self.Ct[w] = self.C
+            length = J - self.today_start if win.length_ms is None else win.length_ms
+            self.CSt[w] = self.CS - self.nhead * length
+            self.ntail[w] = self.nhead
+        self.quiet_jumps += 1
+        return J
+
+    def quiet_after(self, M: int) -> int | None:
+        """From which instant no window holds what was booked or changed before ``M``."""
+        i = int(np.searchsorted(self.ats, M))
+        j = int(np.searchsorted(self.sts, M))
+        last = max(
+            int(self.ats[i - 1]) if i else self.trimmed_atom_ts,
+            int(self.sts[j - 1]) if j else self.trimmed_point_ts,
+        )
+        if last == 0:
+            return None
+        end = max(last + self.max_fixed_ms, next_midnight(last, self.tz))
+        return (end // 1000) * 1000 + 1000
+
     def _alerts(self, t_first: int, out_h: np.ndarray, out_c: np.ndarray, out: Output) -> None:
         msgs: list[dict[str, Any]] = []
         for rule, wi, low, high, machines in self.rules:
@@ -543,10 +603,12 @@ class CentreState:
         horizon = M - self.max_fixed_ms - 1000
         i = int(np.searchsorted(self.ats, horizon))
         if i > 4096 or (i and i * 2 > len(self.ats)):
+            self.trimmed_atom_ts = max(self.trimmed_atom_ts, int(self.ats[i - 1]))
             self.ats, self.acb = self.ats[i:], self.acb[i:]
             self.avi, self.aamt = self.avi[i:], self.aamt[i:]
         i = int(np.searchsorted(self.sts, horizon))
         if i > 4096 or (i and i * 2 > len(self.sts)):
+            self.trimmed_point_ts = max(self.trimmed_point_ts, int(self.sts[i - 1]))
             self.sts, self.scls, self.sdel = self.sts[i:], self.scls[i:], self.sdel[i:]
         if M - self.last_expiry >= 60_000:
             self.last_expiry = M

@@ -290,29 +290,30 @@ def compress(ts, cb, vi, amt, t_base, nsec, ncb, out_ts, out_cb, out_vi, out_amt
                         out_amt[m] = dense[s, c, v]
                         m += 1
         return m
-    # many seconds: counting sort by second, then merge within each second
-    start = np.zeros(nsec + 1, np.int64)
-    for i in range(n):
-        start[(ts[i] - t_base) // 1000 + 1] += 1
-    for s in range(nsec):
-        start[s + 1] += start[s]
-    order = np.empty(n, np.int64)
-    fill = start[:nsec].copy()
-    for i in range(n):
-        s = (ts[i] - t_base) // 1000
-        order[fill[s]] = i
-        fill[s] += 1
+    # many seconds: sort by second (counting sort when the seconds are not too sparse),
+    # then merge within each second
+    if nsec <= 4 * n + 4096:
+        start = np.zeros(nsec + 1, np.int64)
+        for i in range(n):
+            start[(ts[i] - t_base) // 1000 + 1] += 1
+        for s in range(nsec):
+            start[s + 1] += start[s]
+        order = np.empty(n, np.int64)
+        for i in range(n):
+            s = (ts[i] - t_base) // 1000
+            order[start[s]] = i
+            start[s] += 1
+    else:
+        order = np.argsort(ts, kind="mergesort")
     acc = np.zeros((ncb, NV), np.int64)
     seen = np.zeros((ncb, NV), np.bool_)
     touched = np.empty(ncb * NV, np.int64)
     m = 0
-    for s in range(nsec):
-        lo = start[s]
-        hi = start[s + 1]
-        if lo == hi:
-            continue
-        nt = 0
-        for j in range(lo, hi):
+    nt = 0
+    j = 0
+    while j < n:
+        sec = t_base + ((ts[order[j]] - t_base) // 1000) * 1000
+        while j < n and ts[order[j]] < sec + 1000:
             i = order[j]
             c = cb[i]
             v = vi[i]
@@ -321,7 +322,7 @@ def compress(ts, cb, vi, amt, t_base, nsec, ncb, out_ts, out_cb, out_vi, out_amt
                 touched[nt] = c * NV + v
                 nt += 1
             acc[c, v] += amt[i]
-        sec = t_base + s * 1000
+            j += 1
         for t in range(nt):
             c = touched[t] // NV
             v = touched[t] % NV
@@ -333,6 +334,7 @@ def compress(ts, cb, vi, amt, t_base, nsec, ncb, out_ts, out_cb, out_vi, out_amt
                 m += 1
             acc[c, v] = 0
             seen[c, v] = False
+        nt = 0
     return m
 
 

@@ -65,14 +65,54 @@ class QueueSpec:
 
 
 QUEUES: tuple[QueueSpec, ...] = (
-    QueueSpec("billing", "care", "inbound", "voice", 0.34, 210, 0.55, 30, 120,
-              (("resolved", 0.78), ("unresolved", 0.17))),
-    QueueSpec("support", "care", "inbound", "voice", 0.30, 330, 0.60, 45, 150,
-              (("resolved", 0.70), ("unresolved", 0.25))),
-    QueueSpec("sales-out", "sales", "outbound", "voice", 0.18, 170, 0.70, 40, 120,
-              (("sale", 0.14), ("lead", 0.22), ("unresolved", 0.64))),
-    QueueSpec("chat", "digital", "inbound", "chat", 0.18, 480, 0.50, 20, 300,
-              (("resolved", 0.85), ("unresolved", 0.15))),
+    QueueSpec(
+        "billing",
+        "care",
+        "inbound",
+        "voice",
+        0.34,
+        210,
+        0.55,
+        30,
+        120,
+        (("resolved", 0.78), ("unresolved", 0.17)),
+    ),
+    QueueSpec(
+        "support",
+        "care",
+        "inbound",
+        "voice",
+        0.30,
+        330,
+        0.60,
+        45,
+        150,
+        (("resolved", 0.70), ("unresolved", 0.25)),
+    ),
+    QueueSpec(
+        "sales-out",
+        "sales",
+        "outbound",
+        "voice",
+        0.18,
+        170,
+        0.70,
+        40,
+        120,
+        (("sale", 0.14), ("lead", 0.22), ("unresolved", 0.64)),
+    ),
+    QueueSpec(
+        "chat",
+        "digital",
+        "inbound",
+        "chat",
+        0.18,
+        480,
+        0.50,
+        20,
+        300,
+        (("resolved", 0.85), ("unresolved", 0.15)),
+    ),
 )
 
 #: contacts an agent of the team handles at once
@@ -198,9 +238,7 @@ class Simulator:
     ``start_ms``: simulated time of the start, ms since the epoch.
     """
 
-    def __init__(
-        self, seed: int, centres: int | Sequence[str], rate: float, start_ms: int
-    ) -> None:
+    def __init__(self, seed: int, centres: int | Sequence[str], rate: float, start_ms: int) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be > 0 contacts a minute, got {rate}")
         if not 0 < start_ms < 2**53:
@@ -399,8 +437,14 @@ class Simulator:
         call = _Call(f"{q.name}-{self._run}-{c.calls}", q)
         team = c.teams[q.team]
         if q.direction == "inbound":
-            self._emit(c, "call.offered", call=call.id, queue=q.name,
-                       direction=q.direction, channel=q.channel)
+            self._emit(
+                c,
+                "call.offered",
+                call=call.id,
+                queue=q.name,
+                direction=q.direction,
+                channel=q.channel,
+            )
         # An outbound contact is a dial request: it is offered when an agent dials it.
         team.waiting.append(call)
         patience = int(self._rng.expovariate(1.0 / q.patience_mean_s) * 1000) + 1
@@ -436,8 +480,14 @@ class Simulator:
         agent.busy += 1
         q = call.queue
         if q.direction == "outbound":
-            self._emit(c, "call.offered", call=call.id, queue=q.name,
-                       direction=q.direction, channel=q.channel)
+            self._emit(
+                c,
+                "call.offered",
+                call=call.id,
+                queue=q.name,
+                direction=q.direction,
+                channel=q.channel,
+            )
             ring = self._lognormal_ms(OUTBOUND_RING_MEDIAN_S, 0.4)
             self._at(self._now + ring, self._pickup, c, call)
         else:

@@ -183,3 +183,46 @@ def test_event_far_ahead_of_the_clock_is_rejected_live_only() -> None:
     e = engine()
     assert e.ingest([near], now_ms=None).rejects == []
     assert e.centres["c1"].max_ts == T0 + 60_000
+
+
+def _run(records_batches, jump: bool, monkeypatch) -> tuple[list, list]:
+    import callcost.streams.engine as E
+
+    monkeypatch.setattr(E, "QUIET_JUMP_MS", 6 * 3_600_000 if jump else 10**18)
+    s = parse_settings(
+        '[defaults]\ntimezone = "Europe/Prague"\n[[rules]]\nname = "c"\nscope = "centre"\n'
+        'window = "15m"\nmin_calls = 1\nfor_s = 30\n[stream]\nwindows = ["15m", "1h", "today"]\n'
+    )
+    e = Engine(s, check_key=False)
+    alerts = []
+    for batch in records_batches:
+        alerts += e.ingest(batch).alerts
+    st = e.centres["c1"]
+    return st.figures_at_M(), alerts, st.quiet_jumps
+
+
+def test_a_long_quiet_stretch_is_skipped_exactly(monkeypatch) -> None:
+    day = 86_400_000
+    first = [ev("l1", "agent.login", T0, agent="a1"), *call(1, T0 + 1000), *call(2, T0 + 200_000)]
+    # ten days later, with agent a1 still logged in, more calls
+    later = [x for n in range(3, 6) for x in call(n, T0 + 10 * day + n * 60_000)]
+    tail = [ev("t", "agent.login", T0 + 10 * day + 3_600_000, agent="a2")]
+    fast = _run([first, later, tail], True, monkeypatch)
+    slow = _run([first, later, tail], False, monkeypatch)
+    assert fast[2] >= 1 and slow[2] == 0
+    assert fast[1] == slow[1] and fast[1]  # the same alerts, and there are some
+    for a, b in zip(fast[0], slow[0], strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(b[k], float):
+                assert a[k] == pytest.approx(b[k], rel=1e-12), k
+            else:
+                assert a[k] == b[k], k
+
+
+def test_an_event_at_the_end_of_time_does_not_stall_replay() -> None:
+    e = engine()
+    e.ingest([ev("l1", "agent.login", T0, agent="a1"), *call(1, T0 + 1000)])
+    out = e.ingest([ev("z", "agent.login", 2**53 - 1, agent="a9")])
+    assert out.figures[-1]["as_of"] == ((2**53 - 1 - 5000) // 1000) * 1000
+    assert e.centres["c1"].quiet_jumps == 1
