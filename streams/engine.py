@@ -743,7 +743,7 @@ class Engine:
                 if horizon is not None and ev.ts > horizon:
                     raise EventError(
                         "future_ts",
-                        f"ts {ev.ts} is {(ev.ts - now_ms) / 1000:.0f} s ahead of the clock"  # type: ignore[operator]
+                        f"ts {ev.ts} is {(ev.ts - now_ms) / 1000:.0f} s ahead of the clock"
                         f" (stream.max_future_ms = {self.settings.stream.max_future_ms})",
                     )
                 events.append(ev)
