@@ -173,11 +173,15 @@ def test_api_alerts(gw: Running) -> None:
     b1 = alert(centre="brn", key="q", since=T0 - 30000, at=T0 + 30000)
     r1 = alert(key="billing", since=T0, at=T0 + 120000, state="resolved")
     gw.alerts(*(json.dumps(a).encode() for a in (a1, b1)))
-    assert gw.get_json("/api/alerts") == {"alerts": [a1, b1]}  # default: firing
+    # firing alerts carry their ack and snooze (none here); in the history, firing
+    # messages carry their ack
+    now = [{**a, "ack": None, "snooze": None} for a in (a1, b1)]
+    assert gw.get_json("/api/alerts") == {"alerts": now}  # default: firing
     gw.alerts(json.dumps(r1).encode(), json.dumps(a1).encode())  # a duplicate too
-    assert gw.get_json("/api/alerts?state=firing") == {"alerts": [b1]}
-    assert gw.get_json("/api/alerts?state=all") == {"alerts": [b1, a1, r1]}
-    assert gw.get_json("/api/alerts?state=all&centre=prg") == {"alerts": [a1, r1]}
+    assert gw.get_json("/api/alerts?state=firing") == {"alerts": now[1:]}
+    a1_, b1_ = {**a1, "ack": None}, {**b1, "ack": None}
+    assert gw.get_json("/api/alerts?state=all") == {"alerts": [b1_, a1_, r1]}
+    assert gw.get_json("/api/alerts?state=all&centre=prg") == {"alerts": [a1_, r1]}
     assert gw.get_json("/api/alerts?centre=prg") == {"alerts": []}
 
 
@@ -194,7 +198,7 @@ def test_healthz_is_503_until_the_readers_catch_up() -> None:
     try:
         body = running.get_json("/healthz", status=503)
         assert body["status"] == "starting" and body["caught_up"] is False
-        assert set(body["readers"]) == {"cost-figures", "cost-alerts"}
+        assert set(body["readers"]) == {"cost-figures", "cost-alerts", "callcost-control"}
         assert not any(r["caught_up"] for r in body["readers"].values())
         wait_for(
             lambda: all(
@@ -313,7 +317,9 @@ def test_websocket_alerts(gw: Running) -> None:
     with gw.ws() as ws, gw.ws() as other:
         snap = ask(ws, {"op": "subscribe", "channel": "alerts", "centre": "prg"})
         assert snap == {"type": "snapshot", "sub": "s1", "channel": "alerts", "seq": 0,
-                        "centre": "prg", "alerts": [firing]}
+                        "centre": "prg", "scope": None, "rule": None, "key": None,
+                        "state": None, "alerts": [{**firing, "ack": None, "snooze": None}],
+                        "snoozes": []}
         assert ask(other, {"op": "subscribe", "channel": "alerts", "centre": "brn"})["alerts"] == []
         resolved = alert(key="billing", state="resolved", at=T0 + 300000)
         gw.alerts(json.dumps(resolved).encode(), json.dumps(alert(centre="brn")).encode())
@@ -493,7 +499,10 @@ def test_gateway_on_kafka_rebuilds_after_restart(
         ("prg", json.dumps(r1).encode()),
         ("prg", b'{"type": "alert"}'),  # counted and skipped
     ])
-    options = {"figures_topic": figures_topic, "alerts_topic": alerts_topic}
+    options = {"figures_topic": figures_topic, "alerts_topic": alerts_topic,
+               "control_topic": kafka_topics["callcost-control"]}
+    # firing alerts carry their ack (and, when firing now, their snooze): none here
+    a1_, a2_ = ({**a, "ack": None} for a in (a1, a2))
 
     gw = Running(kafka_bootstrap, **options)
     try:
@@ -504,8 +513,8 @@ def test_gateway_on_kafka_rebuilds_after_restart(
         assert gw.get_json("/api/figures?centre=brn")["figures"] == centre_figures(
             "brn", T0, total=20.0
         )
-        assert gw.get_json("/api/alerts?state=all") == {"alerts": [a1, a2, r1]}
-        assert gw.get_json("/api/alerts") == {"alerts": [a2]}
+        assert gw.get_json("/api/alerts?state=all") == {"alerts": [a1_, a2_, r1]}
+        assert gw.get_json("/api/alerts") == {"alerts": [{**a2_, "snooze": None}]}
         health = gw.get_json("/healthz")
         assert health["readers"][figures_topic]["caught_up"] is True
         assert health["readers"][figures_topic]["partitions"] == 4
@@ -523,7 +532,7 @@ def test_gateway_on_kafka_rebuilds_after_restart(
             assert snap["seq"] == 0 and snap["as_of"] == T0 + 1000
             assert {f["total"] for f in snap["figures"]} == {30.0}
             alerts_snap = ask(ws, {"op": "subscribe", "channel": "alerts", "sub": "al"})
-            assert alerts_snap["alerts"] == [a2]
+            assert alerts_snap["alerts"] == [{**a2_, "snooze": None}]
             produce(kafka_bootstrap, figures_topic,
                     [("prg", figures_value("prg", T0 + 2000, total=40.0))])
             update = recv(ws, timeout=30)
@@ -546,7 +555,7 @@ def test_gateway_on_kafka_rebuilds_after_restart(
             "prg", T0 + 2000, total=40.0
         )
         assert len(gw.get_json("/api/figures")["figures"]) == 30
-        assert gw.get_json("/api/alerts?state=all") == {"alerts": [a1, a2, r1, r2]}
+        assert gw.get_json("/api/alerts?state=all") == {"alerts": [a1_, a2_, r1, r2]}
         assert gw.get_json("/api/alerts") == {"alerts": []}
     finally:
         gw.close()

@@ -36,6 +36,7 @@ def gateway(kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path) 
         "--bootstrap", kafka_bootstrap, "--port", str(port),
         "--figures-topic", kafka_topics["cost-figures"],
         "--alerts-topic", kafka_topics["cost-alerts"],
+        "--control-topic", kafka_topics["callcost-control"],
     ]  # fmt: skip
     with log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

@@ -385,7 +385,8 @@ def test_alerts_snapshot_has_firing_then_every_alert() -> None:
     [snap] = ask(session, {"op": "subscribe", "channel": "alerts", "centre": "prg"})
     assert snap == {
         "type": "snapshot", "sub": "s1", "channel": "alerts", "seq": 0, "centre": "prg",
-        "alerts": [firing],
+        "scope": None, "rule": None, "key": None, "state": None,
+        "alerts": [{**firing, "ack": None, "snooze": None}], "snoozes": [],
     }
     [everywhere] = ask(session, {"op": "subscribe", "channel": "alerts", "sub": "all"})
     assert everywhere["centre"] is None and len(everywhere["alerts"]) == 2
@@ -620,8 +621,9 @@ def test_http_queries() -> None:
         "prg", "queue", "15m",
     )
     assert p.figures_query({"centre": [""]}) == (None, None, None)
-    assert p.alerts_query({}) == (None, "firing")
-    assert p.alerts_query({"state": ["all"], "centre": ["brn"]}) == ("brn", "all")
+    assert p.alerts_query({}) == (None, "firing", None, None)
+    assert p.alerts_query({"state": ["all"], "centre": ["brn"]}) == ("brn", "all", None, None)
+    assert p.alerts_query({"since": [str(T0)], "until": ["-5"]}) == (None, "firing", T0, -5)
 
 
 @pytest.mark.parametrize(
@@ -646,3 +648,44 @@ def test_bad_alerts_query() -> None:
     with pytest.raises(p.RequestError) as info:
         p.alerts_query({"scope": ["queue"]})
     assert info.value.code == "unknown_parameter"
+
+
+# --------------------------------------------------------------------------- issue 4
+
+
+def test_alert_store_time_range_filters_and_lookups() -> None:
+    store = p.AlertStore()
+    a1 = parsed_alert(key="billing", since=T0, at=T0 + 60000)
+    a2 = parsed_alert(key="sales", since=T0 + 1000, at=T0 + 61000, rule="other")
+    r1 = parsed_alert(key="billing", since=T0, at=T0 + 120000, state="resolved")
+    for a in (a1, a2, r1):
+        store.apply(a)
+    assert store.query(state="all", since=T0 + 61000) == [a2, r1]
+    assert store.query(state="all", until=T0 + 61000) == [a1]
+    assert store.query(state="all", since=T0 + 60000, until=T0 + 120000) == [a1, a2]
+    assert store.query(state="all", match=p.AlertFilter(rule="other")) == [a2]
+    assert store.query(state="all", match=p.AlertFilter(state="resolved")) == [r1]
+    assert store.query(match=p.AlertFilter(key="billing")) == []  # resolved
+    assert store.firing(a2["id"]) == a2 and store.firing(a1["id"]) is None
+    assert store.known(a1["id"]) and not store.known("prg/x/y/1")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [({"since": ["yesterday"]}, '"yesterday"'), ({"until": ["1.5"]}, '"1.5"')],
+)
+def test_bad_alerts_time_range(query: dict, named: str) -> None:
+    with pytest.raises(p.RequestError) as info:
+        p.alerts_query(query)
+    assert info.value.code == "invalid_value" and named in info.value.message
+
+
+def test_control_ops_need_the_clock_and_answer_in_order() -> None:
+    session, _, alerts = new_session()
+    alerts.apply(parsed_alert())
+    with pytest.raises(ValueError, match="now_ms"):
+        session.receive(json.dumps({"op": "ack", "id": parsed_alert()["id"], "by": "eva"}))
+    # a bad control request is answered at once, like any other
+    reply = session.receive(json.dumps({"op": "snooze", "by": "eva"}), T0)
+    assert isinstance(reply, dict) and reply["error"] == "missing_field"
+    assert [m["type"] for m in drain(session)] == ["error"]

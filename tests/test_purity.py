@@ -15,6 +15,8 @@ PURE = [
     "callcost.streams.topics",
     "callcost.agents.alerts",
     "callcost.web.protocol",
+    "callcost.web.control",
+    "callcost.web.sinks",
 ]
 FORBIDDEN = ["faust", "mode", "aiokafka", "kafka", "websockets", "aiohttp", "asyncio"]
 

@@ -1,8 +1,10 @@
 """The gateway's state and client protocol. Pure module: no I/O, no asyncio.
 
-The gateway (``web/gateway.py``) reads two Kafka topics and serves their content to
-browsers. Everything it knows lives here, in two stores rebuilt from the topics at every
-start (a restart loses nothing), and one :class:`Session` per websocket connection.
+The gateway (``web/gateway.py``) reads three Kafka topics and serves their content to
+browsers. Everything it knows lives here, in stores rebuilt from the topics at every
+start (a restart loses nothing), and one :class:`Session` per websocket connection; the
+acks, snoozes and webhook delivery records of ``callcost-control`` are kept by
+:class:`callcost.web.control.ControlStore`.
 
 Stores
 ======
@@ -21,19 +23,56 @@ Stores
     ``id``. A message whose (``id``, ``state``) was already seen (a restarted worker
     publishes the same alert again) is a duplicate: kept once, sent to nobody.
 
-HTTP queries (answered by the gateway from the stores)
-======================================================
+``ControlStore`` (:mod:`callcost.web.control`)
+    The latest acknowledgement of each alert id and the latest snooze of each (centre,
+    rule, key), from the compacted ``callcost-control`` topic. An ACK is::
+
+        {"type": "ack", "id": ALERT_ID, "centre", "scope", "rule", "key", "by": NAME,
+         "note": TEXT|null, "at": MS}
+
+    and a SNOOZE::
+
+        {"type": "snooze", "centre", "rule", "key", "by": NAME, "note": TEXT|null,
+         "at": MS, "until": MS}
+
+    ``at`` is when it was made and ``until`` when the snooze ends, both by the gateway's
+    clock (ms since the epoch). A snooze is active while ``until`` > now; a cancelled
+    snooze has ``until`` = ``at``. While a snooze is active on (centre, rule, key) the
+    webhook sinks stay quiet about its alerts; the alerts are still tracked and shown.
+
+HTTP (answered by the gateway from the stores)
+==============================================
 
 ``GET /api/figures?centre=&scope=&window=``
     ``{"figures": [FIGURE, ...]}``: the latest figure of every key; each parameter is
     optional. Centres in name order; within a centre, the order of the worker's message.
-``GET /api/alerts?centre=&state=firing|all``
+``GET /api/alerts?centre=&state=firing|all&since=&until=``
     ``{"alerts": [ALERT, ...]}``; ``state`` defaults to ``firing`` (the alerts firing
-    now, in the order they fired); ``all`` is every alert message, oldest first (by
-    ``at``, then arrival).
+    now, in the order they fired), each with ``"ack": ACK|null`` and ``"snooze":
+    SNOOZE|null`` (the active snooze of its centre, rule and key); ``all`` is every
+    alert message, oldest first (by ``at``, then arrival), where each ``firing``
+    message carries ``"ack": ACK|null``. ``since`` and ``until`` (ms since the epoch,
+    each optional) keep the messages with ``since`` <= ``at`` < ``until``.
+``POST /api/alerts/ack`` with the body ``{"id": ALERT_ID, "by": NAME, "note": TEXT}``
+    (``note`` optional; an ``"op"`` field, if any, must be ``"ack"``): acknowledges a
+    firing alert, as the websocket ``ack`` op. 200 ``{"ack": ACK}``; 404
+    ``unknown_alert``, 409 ``not_firing``.
+``POST /api/snoozes`` with the body ``{"centre", "rule", "key", "for_s": N, "by": NAME,
+"note": TEXT}``
+    as the websocket ``snooze`` op (``for_s`` 0, or ``"op": "unsnooze"`` without
+    ``for_s``, cancels). 200 ``{"snooze": SNOOZE}``.
+``GET /api/snoozes?centre=``
+    ``{"snoozes": [SNOOZE, ...]}``: the active snoozes (of one centre, or of all), by
+    centre, rule and key.
 
-A bad parameter answers 400 ``{"error": CODE, "message": TEXT}`` with the codes below
-(and ``unknown_parameter`` for a parameter name that is not one of those listed).
+A bad parameter or body answers 400 ``{"error": CODE, "message": TEXT}`` with the codes
+below (and ``unknown_parameter`` for a parameter name that is not one of those listed);
+a write that cannot reach Kafka 503 ``unavailable``. A POST body is JSON, sent with a
+``Content-Length`` (411 without one), at most 64 KiB (413).
+
+Alert messages also go to the webhook sinks of the configuration (``[[sinks]]``); what
+goes where, the body and the signature header are described in
+:mod:`callcost.web.sinks`.
 
 WebSocket protocol (``/ws``)
 ============================
@@ -65,23 +104,61 @@ Requests
     update *replaces* what the client shows for the subscription: it is the whole
     current state, never a delta. (It may be empty when no figure matches.)
 
-``{"op": "subscribe", "channel": "alerts", "centre": C, "sub": ID}``
-    ``centre`` optional (absent: every centre). Reply::
+``{"op": "subscribe", "channel": "alerts", "sub": ID, "centre": C, "scope": S, ...}``
+    The filters ``centre``, ``scope``, ``rule`` (R), ``key`` (K) and ``state`` (X), each
+    optional (absent: every value): ``centre`` and ``scope`` as above,
+    ``rule`` and ``key`` strings of 1-256 characters, ``state`` ``firing`` or
+    ``resolved``. Reply::
 
         {"type": "snapshot", "sub": ID, "channel": "alerts", "seq": 0, "centre": C|null,
-         "alerts": [ALERT, ...]}
+         "scope": S|null, "rule": R|null, "key": K|null, "state": X|null,
+         "alerts": [ALERT + {"ack": ACK|null, "snooze": SNOOZE|null}, ...],
+         "snoozes": [SNOOZE, ...]}
 
-    with the alerts firing now, then one message per new alert message (SPEC section 5)::
+    with the alerts firing now that match (none with ``state`` ``resolved``), each with
+    its ack and the active snooze of its rule and key, and the active snoozes of the
+    subscription's centre, rule and key. Then one message per new alert message that
+    matches (SPEC section 5)::
 
         {"type": "alert", "sub": ID, "seq": N, "id": ..., "state": "firing"|"resolved",
          "rule": ..., "centre": ..., "scope": ..., "key": ..., "window": ...,
          "direction": ..., "value": ..., "low": ..., "high": ..., "handled": ...,
          "since": ..., "at": ...}
 
+    one per acknowledgement of an alert that matches (the ``state`` filter aside)::
+
+        {"type": "ack", "sub": ID, "seq": N, "id", "centre", "scope", "rule", "key",
+         "by", "note", "at"}
+
+    and one per snooze, new or cancelled, whose centre, rule and key match (``scope``
+    and ``state`` aside: a snooze names no scope)::
+
+        {"type": "snooze", "sub": ID, "seq": N, "centre", "rule", "key", "by", "note",
+         "at", "until"}
+
+``{"op": "ack", "id": ALERT_ID, "by": NAME, "note": TEXT}``
+    Acknowledges the alert ``id`` while it fires (``by`` 1-128 characters, who; ``note``
+    optional, at most 2000). Acknowledging again replaces the ack. The ack is written to
+    the control topic first; then every alerts subscription that takes it (on every
+    connection, this one included) gets its ``ack`` message, then the reply::
+
+        {"type": "acked", "ack": ACK}
+
+    Errors: ``unknown_alert``, ``not_firing``, ``unavailable``.
+
+``{"op": "snooze", "centre": C, "rule": R, "key": K, "for_s": N, "by": NAME, "note": TEXT}``
+    Snoozes rule ``R`` for key ``K`` of centre ``C`` for ``N`` seconds (a whole number,
+    0 to 2592000 = 30 days) from now, replacing any snooze of that (centre, rule, key);
+    ``for_s`` 0 cancels. The subscriptions get their ``snooze`` message, then the reply
+    ``{"type": "snoozed", "snooze": SNOOZE}`` (``"unsnoozed"`` when it cancels).
+
+``{"op": "unsnooze", "centre": C, "rule": R, "key": K, "by": NAME, "note": TEXT}``
+    Cancels the snooze: as ``snooze`` with ``for_s`` 0.
+
 ``sub`` (optional on both): the subscription id, a string of 1-64 characters chosen by
 the client; when absent the server assigns one, ``"s1"``, ``"s2"``, ... (clients that
 choose their own should not use that form). At most 64 subscriptions per connection, and
-one subscription per (channel, centre, scope, window).
+one subscription per channel and set of filters.
 
 ``{"op": "unsubscribe", "sub": ID}`` or ``{"op": "unsubscribe", "channel": ...,
 "centre": ..., "scope": ..., "window": ...}`` (the same fields as the subscription)
@@ -114,31 +191,42 @@ the request carried a string ``sub``, and ``TEXT`` names the value at fault. COD
                            an ``unsubscribe`` with neither ``sub`` nor ``channel``)
 ``wrong_type``             a field has the wrong JSON type
 ``invalid_value``          a field breaks its rule (centre characters, window form, sub length)
-``unknown_op``             ``op`` is not ``subscribe``, ``unsubscribe`` or ``ping``
+``unknown_op``             ``op`` is not one of ``subscribe``, ``unsubscribe``, ``ping``,
+                           ``ack``, ``snooze``, ``unsnooze``
 ``unknown_channel``        ``channel`` is not ``figures`` or ``alerts``
 ``unknown_scope``          ``scope`` is not ``centre``, ``queue``, ``channel``, ``direction``
 ``duplicate_sub``          the ``sub`` id is already in use on this connection
 ``already_subscribed``     a subscription with the same channel/centre/scope/window exists
 ``too_many_subscriptions`` the connection already has 64 subscriptions
 ``unknown_sub``            ``unsubscribe`` names no subscription of this connection
+``unknown_alert``          ``ack`` names an alert id the gateway has never seen
+``not_firing``             ``ack`` names an alert that is not firing (it resolved)
+``unavailable``            the record could not be written to ``callcost-control`` (Kafka
+                           down): nothing changed, try again
 =========================  =================================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from callcost.errors import CallcostError, ProtocolError
 
+if TYPE_CHECKING:
+    from callcost.web.control import ControlStore, Record
+
 SCOPES: tuple[str, ...] = ("centre", "queue", "channel", "direction")
 CHANNELS: tuple[str, ...] = ("figures", "alerts")
-OPS: tuple[str, ...] = ("subscribe", "unsubscribe", "ping")
+OPS: tuple[str, ...] = ("subscribe", "unsubscribe", "ping", "ack", "snooze", "unsnooze")
+#: the ops that write to the control topic (the shell completes them)
+CONTROL_OPS: tuple[str, ...] = ("ack", "snooze", "unsnooze")
 ALERT_STATES: tuple[str, ...] = ("firing", "resolved")
 DIRECTIONS: tuple[str, ...] = ("above", "below")
 
@@ -149,7 +237,7 @@ ERRORS: dict[str, str] = {
     "missing_field": "a required field is absent",
     "wrong_type": "a field has the wrong JSON type",
     "invalid_value": "a field breaks its rule",
-    "unknown_op": "op is not subscribe, unsubscribe or ping",
+    "unknown_op": "op is not subscribe, unsubscribe, ping, ack, snooze or unsnooze",
     "unknown_channel": "channel is not figures or alerts",
     "unknown_scope": "scope is not centre, queue, channel or direction",
     "duplicate_sub": "the sub id is already in use on this connection",
@@ -157,6 +245,9 @@ ERRORS: dict[str, str] = {
     "too_many_subscriptions": "the connection has reached its subscription limit",
     "unknown_sub": "no such subscription on this connection",
     "unknown_parameter": "an HTTP query parameter is not one the path takes",
+    "unknown_alert": "ack names no alert the gateway knows",
+    "not_firing": "ack names an alert that is not firing (any more)",
+    "unavailable": "the control topic could not be written; try again",
 }
 
 MAX_SUBSCRIPTIONS = 64
@@ -166,6 +257,8 @@ SOFT_LIMIT = 64
 HARD_LIMIT = 1024
 
 _CENTRE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: alert ids, rules and keys in requests
+MAX_NAME = 256
 _WINDOW = re.compile(r"today|[1-9][0-9]{0,8}[smh]")
 
 
@@ -240,6 +333,27 @@ def check_window(value: Any) -> str:
         raise RequestError(
             "invalid_value",
             f"'window' must be 'today' or a length like '15m', '1h', '90s', got {show(value)}",
+        )
+    return value
+
+
+def check_name(value: Any, field: str) -> str:
+    """A rule or key (any non-empty string of at most :data:`MAX_NAME` characters)."""
+    if not isinstance(value, str):
+        raise RequestError("wrong_type", f"'{field}' must be a string, got {show(value)}")
+    if not 1 <= len(value) <= MAX_NAME:
+        raise RequestError(
+            "invalid_value", f"'{field}' must be 1-{MAX_NAME} characters, got {show(value)}"
+        )
+    return value
+
+
+def check_state(value: Any) -> str:
+    if not isinstance(value, str):
+        raise RequestError("wrong_type", f"'state' must be a string, got {show(value)}")
+    if value not in ALERT_STATES:
+        raise RequestError(
+            "invalid_value", f"'state' must be firing or resolved, got {show(value)}"
         )
     return value
 
@@ -391,6 +505,43 @@ def select(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alert messages a subscription or a query takes; None takes every value."""
+
+    centre: str | None = None
+    scope: str | None = None
+    rule: str | None = None
+    key: str | None = None
+    state: str | None = None
+
+    def takes(self, alert: Mapping[str, Any]) -> bool:
+        return (
+            (self.centre is None or alert["centre"] == self.centre)
+            and (self.scope is None or alert["scope"] == self.scope)
+            and (self.rule is None or alert["rule"] == self.rule)
+            and (self.key is None or alert["key"] == self.key)
+            and (self.state is None or alert["state"] == self.state)
+        )
+
+    def takes_ack(self, ack: Mapping[str, Any]) -> bool:
+        """An ack goes where its alert goes, whatever the state filter."""
+        return (
+            (self.centre is None or ack["centre"] == self.centre)
+            and (self.scope is None or ack["scope"] == self.scope)
+            and (self.rule is None or ack["rule"] == self.rule)
+            and (self.key is None or ack["key"] == self.key)
+        )
+
+    def takes_snooze(self, snooze: Mapping[str, Any]) -> bool:
+        """A snooze names no scope: the scope and state filters do not apply."""
+        return (
+            (self.centre is None or snooze["centre"] == self.centre)
+            and (self.rule is None or snooze["rule"] == self.rule)
+            and (self.key is None or snooze["key"] == self.key)
+        )
+
+
 class AlertStore:
     """Every alert message in arrival order, and the alerts firing now."""
 
@@ -398,6 +549,7 @@ class AlertStore:
         self._history: list[dict[str, Any]] = []
         self._firing: dict[str, dict[str, Any]] = {}
         self._seen: set[tuple[str, str]] = set()
+        self._ids: set[str] = set()
 
     def apply(self, alert: dict[str, Any]) -> bool:
         """Take ``alert`` (from :func:`parse_alert`); False when it is a duplicate."""
@@ -405,6 +557,7 @@ class AlertStore:
         if mark in self._seen:
             return False
         self._seen.add(mark)
+        self._ids.add(alert["id"])
         self._history.append(alert)
         if alert["state"] == "firing":
             if (alert["id"], "resolved") not in self._seen:
@@ -413,14 +566,37 @@ class AlertStore:
             self._firing.pop(alert["id"], None)
         return True
 
-    def query(self, centre: str | None = None, state: str = "firing") -> list[dict[str, Any]]:
+    def query(
+        self,
+        centre: str | None = None,
+        state: str = "firing",
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        match: AlertFilter | None = None,
+    ) -> list[dict[str, Any]]:
         """``firing``: the alerts firing now, in the order they fired; ``all``: every
-        alert message, oldest first (by ``at``, then arrival)."""
+        alert message, oldest first (by ``at``, then arrival). ``since`` <= ``at`` <
+        ``until`` when given; ``match`` filters further."""
         if state == "firing":
             source: Iterable[dict[str, Any]] = self._firing.values()
         else:
             source = sorted(self._history, key=lambda a: a["at"])
-        return [a for a in source if centre is None or a["centre"] == centre]
+        return [
+            a
+            for a in source
+            if (centre is None or a["centre"] == centre)
+            and (since is None or a["at"] >= since)
+            and (until is None or a["at"] < until)
+            and (match is None or match.takes(a))
+        ]
+
+    def firing(self, alert_id: str) -> dict[str, Any] | None:
+        """The ``firing`` message of ``alert_id`` while it fires, else None."""
+        return self._firing.get(alert_id)
+
+    def known(self, alert_id: str) -> bool:
+        return alert_id in self._ids
 
     def __len__(self) -> int:
         return len(self._history)
@@ -455,13 +631,31 @@ def figures_query(params: Mapping[str, list[str]]) -> tuple[str | None, str | No
     )
 
 
-def alerts_query(params: Mapping[str, list[str]]) -> tuple[str | None, str]:
-    """(centre, state) of ``GET /api/alerts`` from its parsed query string."""
-    p = _params(params, ("centre", "state"))
+def _ms(value: str | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"-?[0-9]{1,15}", value):
+        raise RequestError(
+            "invalid_value", f"'{field}' must be a time in ms since the epoch, got {show(value)}"
+        )
+    return int(value)
+
+
+def alerts_query(
+    params: Mapping[str, list[str]],
+) -> tuple[str | None, str, int | None, int | None]:
+    """(centre, state, since, until) of ``GET /api/alerts`` from its parsed query string."""
+    p = _params(params, ("centre", "state", "since", "until"))
     state = p.get("state") or "firing"
     if state not in ("firing", "all"):
         raise RequestError("invalid_value", f"'state' must be firing or all, got {show(state)}")
-    return _optional(p, "centre", check_centre), state
+    since, until = _ms(p.get("since"), "since"), _ms(p.get("until"), "until")
+    return _optional(p, "centre", check_centre), state, since, until
+
+
+def snoozes_query(params: Mapping[str, list[str]]) -> str | None:
+    """The centre of ``GET /api/snoozes`` (None: every centre)."""
+    return _optional(_params(params, ("centre",)), "centre", check_centre)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -497,14 +691,22 @@ class Subscription:
     centre: str | None
     scope: str | None = None
     window: str | None = None
+    #: alerts only: the alert filter (its centre and scope are the two above)
+    rule: str | None = None
+    key: str | None = None
+    state: str | None = None
     #: the seq of the next message sent on this subscription
     seq: int = 0
     #: the update waiting to be sent, if any (the one a newer update replaces)
     waiting: _Entry | None = None
+    match: AlertFilter = dataclasses.field(init=False, default=AlertFilter())
+
+    def __post_init__(self) -> None:
+        self.match = AlertFilter(self.centre, self.scope, self.rule, self.key, self.state)
 
     @property
-    def filters(self) -> tuple[str, str | None, str | None, str | None]:
-        return (self.channel, self.centre, self.scope, self.window)
+    def filters(self) -> tuple[str | None, ...]:
+        return (self.channel, self.centre, self.scope, self.window, self.rule, self.key, self.state)
 
     def describe(self) -> str:
         if self.channel == "figures":
@@ -512,7 +714,41 @@ class Subscription:
                 f"figures centre {show(self.centre)} scope {show(self.scope)} "
                 f"window {show(self.window)}"
             )
-        return f"alerts centre {show(self.centre)}"
+        return (
+            f"alerts centre {show(self.centre)} scope {show(self.scope)} rule "
+            f"{show(self.rule)} key {show(self.key)} state {show(self.state)}"
+        )
+
+
+@dataclass(eq=False, slots=True)
+class PendingWrite:
+    """A request that writes a control record: the shell writes :attr:`record` to the
+    control topic, then calls :meth:`Session.written` (or :meth:`Session.write_failed`),
+    which queues the reply; the next request is read only after that."""
+
+    op: str
+    record: Record
+    #: ``acked``, ``snoozed`` or ``unsnoozed``
+    reply_type: str
+
+    @property
+    def kind(self) -> str:
+        """``ack`` or ``snooze``: the reply's field that holds the record."""
+        return "ack" if self.op == "ack" else "snooze"
+
+
+def control_request(
+    op: str, request: Mapping[str, Any], alerts: AlertStore, now_ms: int
+) -> PendingWrite:
+    """Check an ``ack``, ``snooze`` or ``unsnooze`` request (websocket or REST) and
+    make its record; raises :class:`RequestError`."""
+    from callcost.web import control
+
+    if op == "ack":
+        return PendingWrite(op, control.ack_record(request, alerts, now_ms), "acked")
+    record = control.snooze_record(request, now_ms, cancel=op == "unsnooze")
+    cancelled = record.value["until"] <= record.value["at"]
+    return PendingWrite(op, record, "unsnoozed" if cancelled else "snoozed")
 
 
 @dataclass(eq=False, slots=True)
@@ -539,13 +775,19 @@ class Session:
         self,
         figures: FigureStore,
         alerts: AlertStore,
+        control: ControlStore | None = None,
         *,
         max_subscriptions: int = MAX_SUBSCRIPTIONS,
         soft_limit: int = SOFT_LIMIT,
         hard_limit: int = HARD_LIMIT,
     ) -> None:
+        if control is None:
+            from callcost.web.control import ControlStore
+
+            control = ControlStore()
         self.figures = figures
         self.alerts = alerts
+        self.control = control
         self.max_subscriptions = max_subscriptions
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
@@ -555,12 +797,21 @@ class Session:
         self.conflated = 0
         self._outbox: deque[_Entry] = deque()
         self._next_id = 1
+        self._now: int | None = None
 
     # ----------------------------------------------------------------- requests
 
-    def receive(self, frame: str | bytes) -> dict[str, Any]:
-        """Handle one client frame; queue its reply and return it (before its seq)."""
+    def receive(
+        self, frame: str | bytes, now_ms: int | None = None
+    ) -> dict[str, Any] | PendingWrite:
+        """Handle one client frame; queue its reply and return it (before its seq).
+
+        ``now_ms`` is the gateway's clock: the time of acks and snoozes, and what tells
+        the active snoozes of an alerts snapshot. An ``ack``, ``snooze`` or ``unsnooze``
+        that is correct returns a :class:`PendingWrite` and queues nothing yet.
+        """
         request: Any = None
+        self._now = now_ms
         try:
             try:
                 request = orjson.loads(frame)
@@ -570,16 +821,34 @@ class Session:
                 raise RequestError(
                     "not_an_object", f"a request must be a JSON object, got {show(request)}"
                 )
+            if request.get("op") in CONTROL_OPS:
+                if now_ms is None:
+                    raise ValueError("a control request needs now_ms")
+                return control_request(request["op"], request, self.alerts, now_ms)
             reply = self._dispatch(request)
         except RequestError as exc:
-            reply = {"type": "error", "error": exc.code, "message": exc.message}
-            op = request.get("op") if isinstance(request, dict) else None
-            reply["request"] = op if isinstance(op, str) else None
-            sub = request.get("sub") if isinstance(request, dict) else None
-            if isinstance(sub, str):
-                reply["sub"] = sub
-            self._push(_Entry(None, reply, "reply"))
+            return self._error(request, exc.code, exc.message)
         return reply
+
+    def _error(self, request: Any, code: str, message: str) -> dict[str, Any]:
+        reply: dict[str, Any] = {"type": "error", "error": code, "message": message}
+        op = request.get("op") if isinstance(request, dict) else None
+        reply["request"] = op if isinstance(op, str) else None
+        sub = request.get("sub") if isinstance(request, dict) else None
+        if isinstance(sub, str):
+            reply["sub"] = sub
+        self._push(_Entry(None, reply, "reply"))
+        return reply
+
+    def written(self, pending: PendingWrite, record: dict[str, Any]) -> dict[str, Any]:
+        """``pending``'s record is in the control topic: queue and return its reply."""
+        reply = {"type": pending.reply_type, pending.kind: record}
+        self._push(_Entry(None, reply, "reply"))
+        return reply
+
+    def write_failed(self, pending: PendingWrite, message: str) -> dict[str, Any]:
+        """``pending``'s record could not be written: queue and return an error."""
+        return self._error({"op": pending.op}, "unavailable", message)
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -617,7 +886,16 @@ class Session:
                 _optional(request, "window", check_window),
             )
         if channel == "alerts":
-            return Subscription("", channel, _optional(request, "centre", check_centre))
+            return Subscription(
+                "",
+                channel,
+                _optional(request, "centre", check_centre),
+                _optional(request, "scope", check_scope),
+                None,
+                _optional(request, "rule", lambda v: check_name(v, "rule")),
+                _optional(request, "key", lambda v: check_name(v, "key")),
+                _optional(request, "state", check_state),
+            )
         raise RequestError(
             "unknown_channel",
             f"unknown channel {show(channel)}; expected {', '.join(CHANNELS)}",
@@ -671,13 +949,22 @@ class Session:
                 "figures": self.figures.query(centre, subscription.scope, subscription.window),
             }
         else:
+            now, match = self._now, subscription.match
+            firing = self.alerts.query(match=match) if match.state != "resolved" else []
             snapshot = {
                 "type": "snapshot",
                 "sub": sub,
                 "channel": "alerts",
                 "seq": None,
                 "centre": subscription.centre,
-                "alerts": self.alerts.query(subscription.centre, "firing"),
+                "scope": subscription.scope,
+                "rule": subscription.rule,
+                "key": subscription.key,
+                "state": subscription.state,
+                "alerts": [self.control.with_ack_and_snooze(a, now) for a in firing],
+                "snoozes": self.control.snoozes(
+                    now, subscription.centre, subscription.rule, subscription.key
+                ),
             }
         self._push(_Entry(subscription, snapshot, "snapshot"))
         return snapshot
@@ -737,13 +1024,28 @@ class Session:
         """Queue ``alert`` for every alerts subscription that takes it; returns how many."""
         count = 0
         for subscription in self.subscriptions.values():
-            if subscription.channel != "alerts":
-                continue
-            if subscription.centre is not None and subscription.centre != alert["centre"]:
+            if subscription.channel != "alerts" or not subscription.match.takes(alert):
                 continue
             count += 1
             body = {"type": "alert", "sub": subscription.sub, "seq": None}
             body.update((k, v) for k, v in alert.items() if k not in body)
+            self._push(_Entry(subscription, body, "alert"))
+        return count
+
+    def on_control(self, record: dict[str, Any]) -> int:
+        """Queue an ack or a snooze (a control record the store took) for every alerts
+        subscription that takes it; returns how many."""
+        kind = record["type"]
+        count = 0
+        for subscription in self.subscriptions.values():
+            if subscription.channel != "alerts":
+                continue
+            match = subscription.match
+            if not (match.takes_ack(record) if kind == "ack" else match.takes_snooze(record)):
+                continue
+            count += 1
+            body = {"type": kind, "sub": subscription.sub, "seq": None}
+            body.update((k, v) for k, v in record.items() if k not in body)
             self._push(_Entry(subscription, body, "alert"))
         return count
 
