@@ -786,6 +786,18 @@ class Engine:
                 st.advance(out, publish, watermark=wall)
         return out
 
+    def checkpoint(self, centre: str, extra: dict[str, Any] | None = None) -> bytes:
+        """One centre's whole state as bytes (see :mod:`callcost.streams.checkpoint`)."""
+        from callcost.streams import checkpoint
+
+        return checkpoint.dump(self.centres[centre], extra)
+
+    def restore(self, data: bytes) -> str:
+        """Load a centre from a checkpoint; returns the centre id."""
+        from callcost.streams import checkpoint
+
+        return checkpoint.load(self, data).centre
+
     def last_instants(self) -> dict[str, int | None]:
         return {c: st.M for c, st in self.centres.items()}
 
