@@ -159,7 +159,7 @@ def load(engine: Engine, data: bytes) -> CentreState:
                     rule.min_calls,
                     rule.hysteresis,
                     rule.for_s * 1000,
-                )  # fmt: skip
+                )
             )
             m.load((state, direction, since))
             machines[k] = m

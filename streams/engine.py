@@ -346,8 +346,14 @@ class CentreState:
         if target is None:
             return
         if self.M is None:
+            # the first instant is the whole second after the earliest event seen; it is
+            # fixed only when the watermark passes it, so an earlier event that arrives
+            # later, on time, still moves it
             assert self.min_ts is not None
-            self.M = (self.min_ts // 1000) * 1000  # first instant: the next whole second
+            first = (self.min_ts // 1000) * 1000
+            if target <= first:
+                return
+            self.M = first
             self.today_start = local_midnight(self.M, self.tz)
             self.next_mid = next_midnight(self.M, self.tz)
         if target <= self.M:
