@@ -103,7 +103,6 @@ def read_header(data: bytes) -> dict[str, Any]:
 
 def load(engine: Engine, data: bytes) -> CentreState:
     """Rebuild a centre from ``data`` inside ``engine`` (replacing what it had)."""
-    from callcost.agents.alerts import AlertMachine, Band
     from callcost.streams.engine import CentreState
 
     header = read_header(data)
@@ -146,21 +145,7 @@ def load(engine: Engine, data: bytes) -> CentreState:
     st.pend_s = [tuple(p) for p in header["pend_s"]]
     for (rule, _wi, low, high, machines), saved in zip(st.rules, header["machines"], strict=True):
         for k, state, direction, since in saved:
-            scope, name = st.keys[k]
-            m = AlertMachine(
-                Band(
-                    rule.name,
-                    cid,
-                    scope,
-                    name,
-                    rule.window,
-                    low,
-                    high,
-                    rule.min_calls,
-                    rule.hysteresis,
-                    rule.for_s * 1000,
-                )
-            )
+            m = st.machine(rule, low, high, k)
             m.load((state, direction, since))
             machines[k] = m
     engine.centres[cid] = st

@@ -575,29 +575,23 @@ class CentreState:
         end = max(last + self.max_fixed_ms, next_midnight(last, self.tz))
         return (end // 1000) * 1000 + 1000
 
+    def machine(self, rule: Rule, low: float, high: float, k: int) -> AlertMachine:
+        """A new alert machine for ``rule`` on key ``k``."""
+        scope, name = self.keys[k]
+        band = Band(rule.name, self.centre, scope, name, rule.window, low, high,
+                    rule.min_calls, rule.hysteresis, rule.for_s * 1000)  # fmt: skip
+        return AlertMachine(band)
+
     def _alerts(self, t_first: int, out_h: np.ndarray, out_c: np.ndarray, out: Output) -> None:
         msgs: list[dict[str, Any]] = []
         for rule, wi, low, high, machines in self.rules:
             j = self.outw[wi]
-            for k, (scope, name) in enumerate(self.keys):
+            for k, (scope, _name) in enumerate(self.keys):
                 if scope != rule.scope:
                     continue
                 m = machines.get(k)
                 if m is None:
-                    m = machines[k] = AlertMachine(
-                        Band(
-                            rule.name,
-                            self.centre,
-                            scope,
-                            name,
-                            rule.window,
-                            low,
-                            high,
-                            rule.min_calls,
-                            rule.hysteresis,
-                            rule.for_s * 1000,
-                        )
-                    )
+                    m = machines[k] = self.machine(rule, low, high, k)
                 m.run(t_first, out_h[:, j, k], out_c[:, j, k], msgs)
         msgs.sort(key=lambda a: a["at"])
         out.alerts.extend(msgs)

@@ -94,6 +94,17 @@ def _string(obj: dict[str, object], name: str, max_len: int = 128) -> str:
     return v
 
 
+def _choice(obj: dict[str, object], name: str, allowed: tuple[str, ...]) -> str:
+    v = obj[name]
+    if not isinstance(v, str):
+        raise EventError("wrong_type", f"{name} must be a string, not {_show(v)}")
+    if v not in allowed:
+        raise EventError(
+            "invalid_value", f"{name} must be one of {', '.join(allowed)}, not {_show(v)}"
+        )
+    return v
+
+
 def _show(v: object) -> str:
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -149,38 +160,13 @@ def parse(key: bytes | None, value: bytes, *, check_key: bool = True) -> Event:
         if etype == OFFERED:
             queue = _string(obj, "queue")
             if "direction" in obj:
-                direction = obj["direction"]
-                if not isinstance(direction, str):
-                    raise EventError(
-                        "wrong_type", f"direction must be a string, not {_show(direction)}"
-                    )
-                if direction not in DIRECTIONS:
-                    raise EventError(
-                        "invalid_value",
-                        f"direction must be inbound or outbound, not {_show(direction)}",
-                    )
+                direction = _choice(obj, "direction", DIRECTIONS)
             if "channel" in obj:
-                channel = obj["channel"]
-                if not isinstance(channel, str):
-                    raise EventError(
-                        "wrong_type", f"channel must be a string, not {_show(channel)}"
-                    )
-                if channel not in CHANNELS:
-                    raise EventError(
-                        "invalid_value",
-                        f"channel must be voice, chat or email, not {_show(channel)}",
-                    )
+                channel = _choice(obj, "channel", CHANNELS)
         elif etype == ANSWERED:
             agent = _string(obj, "agent")
         elif etype == OUTCOME:
-            outcome = obj["outcome"]
-            if not isinstance(outcome, str):
-                raise EventError("wrong_type", f"outcome must be a string, not {_show(outcome)}")
-            if outcome not in OUTCOMES:
-                raise EventError(
-                    "invalid_value",
-                    f"outcome must be one of {', '.join(OUTCOMES)}, not {_show(outcome)}",
-                )
+            outcome = _choice(obj, "outcome", OUTCOMES)
     if check_key:
         if key is None:
             raise EventError(
