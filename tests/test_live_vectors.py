@@ -84,5 +84,10 @@ def test_vector_live(
         at_last = [f for f in want["figures"] if f["as_of"] == last]
         assert at_last, "the vector lists figures at the last instant"
         assert figure_mismatches(figs, at_last) == []
-        alerts = get(f"{base}/api/alerts?centre={cid}&state=all")["alerts"]
+        # the gateway reads alerts with a reader of their own: give it the time to catch up
+        while True:
+            alerts = get(f"{base}/api/alerts?centre={cid}&state=all")["alerts"]
+            if len(alerts) >= len(want["alerts"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
         assert alert_mismatches(alerts, want["alerts"]) == []
