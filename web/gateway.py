@@ -122,8 +122,15 @@ STATUS_OF_ERROR = {"unknown_alert": 404, "not_firing": 409, "unavailable": 503}
 #: the methods each path takes (every other path: GET)
 METHODS = {"/api/alerts/ack": ("POST",), "/api/snoozes": ("GET", "POST")}
 #: the paths counted by name in /metrics (the others as /static or other)
+#: the pages: path -> file in web/static/
+PAGES = {
+    "/": "index.html",
+    "/wallboard": "wallboard.html",
+    "/supervisor": "supervisor.html",
+    "/alerts": "alerts.html",
+}
 ROUTES = (
-    "/",
+    *PAGES,
     "/api/figures",
     "/api/alerts",
     "/api/alerts/ack",
@@ -1190,8 +1197,8 @@ class Gateway:
             return self._health()
         if path == "/metrics":
             return response(200, render_metrics(self).encode(), PROMETHEUS)
-        if path == "/":
-            return static_file(self.static_dir, "index.html")
+        if path in PAGES:
+            return static_file(self.static_dir, PAGES[path])
         if path.startswith("/static/"):
             return static_file(self.static_dir, path[len("/static/") :])
         return error_response(404, "not_found", f"no such path {p.show(path)}")
