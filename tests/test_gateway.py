@@ -201,9 +201,7 @@ def test_healthz_is_503_until_the_readers_catch_up() -> None:
         assert set(body["readers"]) == {"cost-figures", "cost-alerts", "callcost-control"}
         assert not any(r["caught_up"] for r in body["readers"].values())
         wait_for(
-            lambda: all(
-                r["error"] for r in running.get_json("/healthz", 503)["readers"].values()
-            ),
+            lambda: all(r["error"] for r in running.get_json("/healthz", 503)["readers"].values()),
             what="the readers to report their connection error",
         )
         assert running.get_json("/api/figures") == {"figures": []}
@@ -291,8 +289,17 @@ def test_metrics(gw: Running) -> None:
 def test_websocket_figures_snapshot_then_updates(gw: Running) -> None:
     gw.figures(figures_value("prg", T0))
     with gw.ws() as ws:
-        snap = ask(ws, {"op": "subscribe", "channel": "figures", "centre": "prg",
-                        "scope": "queue", "window": "15m", "sub": "q"})
+        snap = ask(
+            ws,
+            {
+                "op": "subscribe",
+                "channel": "figures",
+                "centre": "prg",
+                "scope": "queue",
+                "window": "15m",
+                "sub": "q",
+            },
+        )
         assert snap["type"] == "snapshot" and snap["seq"] == 0 and snap["as_of"] == T0
         assert snap["figures"] == [
             f for f in centre_figures("prg", T0) if f["scope"] == "queue" and f["window"] == "15m"
@@ -304,7 +311,8 @@ def test_websocket_figures_snapshot_then_updates(gw: Running) -> None:
             assert update["type"] == "update" and update["sub"] == "q"
             assert update["seq"] == n and update["as_of"] == T0 + n * 1000
             assert [(f["key"], f["total"]) for f in update["figures"]] == [
-                ("billing", 5.0 * n), ("sales", 5.0 * n),
+                ("billing", 5.0 * n),
+                ("sales", 5.0 * n),
             ]
         assert ask(ws, {"op": "unsubscribe", "sub": "q"}) == {"type": "unsubscribed", "sub": "q"}
         gw.figures(figures_value("prg", T0 + 9000))
@@ -316,16 +324,29 @@ def test_websocket_alerts(gw: Running) -> None:
     gw.alerts(json.dumps(firing).encode())
     with gw.ws() as ws, gw.ws() as other:
         snap = ask(ws, {"op": "subscribe", "channel": "alerts", "centre": "prg"})
-        assert snap == {"type": "snapshot", "sub": "s1", "channel": "alerts", "seq": 0,
-                        "centre": "prg", "scope": None, "rule": None, "key": None,
-                        "state": None, "alerts": [{**firing, "ack": None, "snooze": None}],
-                        "snoozes": []}
+        assert snap == {
+            "type": "snapshot",
+            "sub": "s1",
+            "channel": "alerts",
+            "seq": 0,
+            "centre": "prg",
+            "scope": None,
+            "rule": None,
+            "key": None,
+            "state": None,
+            "alerts": [{**firing, "ack": None, "snooze": None}],
+            "snoozes": [],
+        }
         assert ask(other, {"op": "subscribe", "channel": "alerts", "centre": "brn"})["alerts"] == []
         resolved = alert(key="billing", state="resolved", at=T0 + 300000)
         gw.alerts(json.dumps(resolved).encode(), json.dumps(alert(centre="brn")).encode())
         got = recv(ws)
-        assert got == {"type": "alert", "sub": "s1", "seq": 1,
-                       **{k: v for k, v in resolved.items() if k != "type"}}
+        assert got == {
+            "type": "alert",
+            "sub": "s1",
+            "seq": 1,
+            **{k: v for k, v in resolved.items() if k != "type"},
+        }
         assert recv(other)["centre"] == "brn"
         assert ask(ws, {"op": "ping"}) == {"type": "pong"}  # nothing else came for prg
 
@@ -336,18 +357,24 @@ def test_websocket_errors_keep_the_connection(gw: Running) -> None:
         assert recv(ws)["error"] == "invalid_json"
         ws.send(b'{"op": "ping", "id": "binary"}')
         assert recv(ws) == {"type": "pong", "id": "binary"}
-        error = ask(ws, {"op": "subscribe", "channel": "figures", "centre": "prg",
-                         "scope": "teams"})
+        error = ask(
+            ws, {"op": "subscribe", "channel": "figures", "centre": "prg", "scope": "teams"}
+        )
         assert error == {
-            "type": "error", "error": "unknown_scope", "request": "subscribe",
+            "type": "error",
+            "error": "unknown_scope",
+            "request": "subscribe",
             "message": error["message"],
         }
         assert '"teams"' in error["message"]
         for i in range(64):
-            assert ask(ws, {"op": "subscribe", "channel": "figures", "centre": f"c{i}"})[
-                "type"] == "snapshot"
+            assert (
+                ask(ws, {"op": "subscribe", "channel": "figures", "centre": f"c{i}"})["type"]
+                == "snapshot"
+            )
         assert ask(ws, {"op": "subscribe", "channel": "alerts"})["error"] == (
-            "too_many_subscriptions")
+            "too_many_subscriptions"
+        )
         assert ask(ws, {"op": "ping"}) == {"type": "pong"}
 
 
@@ -434,8 +461,10 @@ def check_overflow(gw: Running, slow: ClientConnection, fast: ClientConnection) 
         a["note"] = "x" * 20_000  # big messages fill the socket buffers quickly
         gw.alerts(json.dumps(a).encode())
         assert recv(fast)["key"] == f"q{n}"  # alerts are never dropped
-    wait_for(lambda: gw.metrics()["callcost_gateway_slow_client_closes_total"] == 1,
-             what="the slow client to be closed")
+    wait_for(
+        lambda: gw.metrics()["callcost_gateway_slow_client_closes_total"] == 1,
+        what="the slow client to be closed",
+    )
     received = 0
     with pytest.raises(ConnectionClosed) as info:
         while True:
@@ -486,21 +515,32 @@ def test_gateway_on_kafka_rebuilds_after_restart(
     a2 = alert(key="sales", since=T0 + 1000, at=T0 + 61000)
     r1 = alert(key="billing", since=T0, at=T0 + 120000, state="resolved")
     r2 = alert(key="sales", since=T0 + 1000, at=T0 + 180000, state="resolved")
-    produce(kafka_bootstrap, figures_topic, [
-        ("prg", figures_value("prg", T0, total=10.0)),
-        ("brn", figures_value("brn", T0, total=20.0)),
-        ("prg", figures_value("prg", T0 + 1000, total=30.0)),
-        ("prg", figures_value("prg", T0 - 5000, total=99.0)),  # late: ignored
-        ("prg", b"not json"),  # counted and skipped
-    ])
-    produce(kafka_bootstrap, alerts_topic, [
-        ("prg", json.dumps(a1).encode()),
-        ("prg", json.dumps(a2).encode()),
-        ("prg", json.dumps(r1).encode()),
-        ("prg", b'{"type": "alert"}'),  # counted and skipped
-    ])
-    options = {"figures_topic": figures_topic, "alerts_topic": alerts_topic,
-               "control_topic": kafka_topics["callcost-control"]}
+    produce(
+        kafka_bootstrap,
+        figures_topic,
+        [
+            ("prg", figures_value("prg", T0, total=10.0)),
+            ("brn", figures_value("brn", T0, total=20.0)),
+            ("prg", figures_value("prg", T0 + 1000, total=30.0)),
+            ("prg", figures_value("prg", T0 - 5000, total=99.0)),  # late: ignored
+            ("prg", b"not json"),  # counted and skipped
+        ],
+    )
+    produce(
+        kafka_bootstrap,
+        alerts_topic,
+        [
+            ("prg", json.dumps(a1).encode()),
+            ("prg", json.dumps(a2).encode()),
+            ("prg", json.dumps(r1).encode()),
+            ("prg", b'{"type": "alert"}'),  # counted and skipped
+        ],
+    )
+    options = {
+        "figures_topic": figures_topic,
+        "alerts_topic": alerts_topic,
+        "control_topic": kafka_topics["callcost-control"],
+    }
     # firing alerts carry their ack (and, when firing now, their snooze): none here
     a1_, a2_ = ({**a, "ack": None} for a in (a1, a2))
 
@@ -527,14 +567,18 @@ def test_gateway_on_kafka_rebuilds_after_restart(
         assert m["callcost_gateway_figures_consumed_total"] == 4
 
         with gw.ws() as ws:
-            snap = ask(ws, {"op": "subscribe", "channel": "figures", "centre": "prg",
-                            "scope": "centre"})
+            snap = ask(
+                ws, {"op": "subscribe", "channel": "figures", "centre": "prg", "scope": "centre"}
+            )
             assert snap["seq"] == 0 and snap["as_of"] == T0 + 1000
             assert {f["total"] for f in snap["figures"]} == {30.0}
             alerts_snap = ask(ws, {"op": "subscribe", "channel": "alerts", "sub": "al"})
             assert alerts_snap["alerts"] == [{**a2_, "snooze": None}]
-            produce(kafka_bootstrap, figures_topic,
-                    [("prg", figures_value("prg", T0 + 2000, total=40.0))])
+            produce(
+                kafka_bootstrap,
+                figures_topic,
+                [("prg", figures_value("prg", T0 + 2000, total=40.0))],
+            )
             update = recv(ws, timeout=30)
             assert update["type"] == "update" and update["seq"] == 1
             assert update["as_of"] == T0 + 2000
@@ -596,7 +640,13 @@ def test_live_page_follows_and_reconnects() -> None:
                 assert page.locator("#figures tbody tr").count() == 15
                 # the centre's own 15m figure first: scope, key, window, cost per call
                 assert [page.inner_text(cell % i) for i in (1, 2, 3, 4, 5, 8, 9)] == [
-                    "centre", "brn", "15m", "7.00", "10", "5:00", "insufficient",
+                    "centre",
+                    "brn",
+                    "15m",
+                    "7.00",
+                    "10",
+                    "5:00",
+                    "insufficient",
                 ]
                 gw.figures(figures_value("prg", T0 + 1000, total=1.0))  # not shown
                 gw.figures(figures_value("brn", T0 + 2000, total=90.0))
@@ -624,3 +674,49 @@ def test_live_page_follows_and_reconnects() -> None:
                 browser.close()
     finally:
         gw.close()
+
+
+def test_centres_endpoint_gives_zone_currency_and_band() -> None:
+    import asyncio
+    import json
+    import urllib.error
+    import urllib.request
+
+    from callcost.streams.config import parse_settings
+    from callcost.web import protocol as p
+    from callcost.web.gateway import Gateway
+
+    settings = parse_settings(
+        '[defaults]\ntimezone = "Europe/Prague"\n[centres.nyc]\ntimezone = "America/New_York"\n'
+        'band = [3.5, 7.0]\ncurrency = "USD"\n'
+    )
+
+    async def main() -> tuple[dict, int]:
+        gw = Gateway(bootstrap=None, host="127.0.0.1", port=0, settings=settings)
+        await gw.start()
+        gw.figures.apply(
+            p.parse_figures(b'{"type": "figures", "centre": "prg", "as_of": 1000, "figures": []}')
+        )
+        loop = asyncio.get_running_loop()
+        base = f"http://127.0.0.1:{gw.port}"
+
+        def fetch() -> tuple[dict, int]:
+            with urllib.request.urlopen(base + "/api/centres", timeout=5) as r:
+                body = json.loads(r.read())
+            try:
+                urllib.request.urlopen(base + "/api/centres?x=1", timeout=5)
+            except urllib.error.HTTPError as exc:
+                return body, exc.code
+            return body, 200
+
+        try:
+            return await loop.run_in_executor(None, fetch)
+        finally:
+            await gw.stop()
+
+    body, bad = asyncio.run(main())
+    assert body["centres"] == [
+        {"centre": "nyc", "timezone": "America/New_York", "currency": "USD", "band": [3.5, 7.0]},
+        {"centre": "prg", "timezone": "Europe/Prague", "currency": "USD", "band": [2.7, 5.6]},
+    ]
+    assert bad == 400

@@ -9,9 +9,10 @@ One ``websockets`` server serves both the websocket protocol at ``/ws`` and, thr
     POST /api/alerts/ack                     {"ack": ACK}      body: as the ack op
     POST /api/snoozes                        {"snooze": SNOOZE}  body: as the snooze op
     GET  /api/snoozes?centre=                {"snoozes": [...]}  the active ones
+    GET  /api/centres                        {"centres": [{"centre", "timezone", ...}]}
     GET  /healthz                            200 when the Kafka readers caught up, else 503
     GET  /metrics                            Prometheus text
-    GET  /, /static/NAME                     the pages, from web/static/
+    GET  /, /wallboard, /supervisor, /alerts, /static/NAME   the pages, from web/static/
 
 ``/healthz`` answers ``{"status": "ok"|"starting", "caught_up": bool, "readers": {TOPIC:
 {"caught_up", "partitions", "to_catch_up", "error"}}, "centres", "figures", "alerts",
@@ -135,6 +136,7 @@ ROUTES = (
     "/api/alerts",
     "/api/alerts/ack",
     "/api/snoozes",
+    "/api/centres",
     "/healthz",
     "/metrics",
 )
@@ -1190,6 +1192,11 @@ class Gateway:
             else:
                 out = [self.control.with_ack(a) for a in alerts]
             return json_response(200, {"alerts": out})
+        if path == "/api/centres":
+            if query:
+                name = sorted(query)[0]
+                return error_response(400, "unknown_parameter", f"no parameter {p.show(name)}")
+            return json_response(200, {"centres": self.centres()})
         if path == "/api/snoozes":
             centre = p.snoozes_query(query)
             return json_response(200, {"snoozes": self.control.snoozes(self.clock(), centre)})
@@ -1202,6 +1209,16 @@ class Gateway:
         if path.startswith("/static/"):
             return static_file(self.static_dir, path[len("/static/") :])
         return error_response(404, "not_found", f"no such path {p.show(path)}")
+
+    def centres(self) -> list[dict[str, Any]]:
+        """Every centre with figures or in the configuration: its zone, currency, band."""
+        names = sorted(set(self.figures.centres()) | set(self.settings.centres))
+        out = []
+        for cid in names:
+            rates = self.settings.rates_for(cid)
+            out.append({"centre": cid, "timezone": rates.timezone, "currency": rates.currency,
+                        "band": list(rates.band)})  # fmt: skip
+        return out
 
     def _health(self) -> Response:
         caught_up = self.caught_up

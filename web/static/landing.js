@@ -1,0 +1,29 @@
+// The landing page (/): every centre that has figures, with links to its three views.
+// (The live table below it is live.js.)
+import { getJSON, h, pageUrl } from "/static/common.js";
+
+const list = document.getElementById("view-list");
+
+async function refresh() {
+  let names = [];
+  try {
+    const body = await getJSON("/api/figures?scope=centre");
+    names = [...new Set(body.figures.map((f) => f.centre))].sort();
+  } catch (e) {
+    setTimeout(refresh, 5000);
+    return;
+  }
+  if (!names.length) {
+    setTimeout(refresh, 3000);
+    return;
+  }
+  const q = (c) => "?centre=" + encodeURIComponent(c);
+  list.replaceChildren(...names.map((c) => h("li", { dataset: { centre: c } },
+    h("b", {}, c),
+    h("a", { href: pageUrl("wallboard") + q(c), class: "to-wallboard" }, "Wallboard"),
+    h("a", { href: pageUrl("supervisor") + q(c), class: "to-supervisor" }, "Supervisor"),
+    h("a", { href: pageUrl("alerts") + q(c), class: "to-alerts" }, "Alerts"))));
+  setTimeout(refresh, 30000); // a new centre shows up without a reload
+}
+
+refresh();
