@@ -5,6 +5,10 @@ DLQ = "call-events-dlq"
 FIGURES = "cost-figures"
 ALERTS = "cost-alerts"
 CONTROL = "callcost-control"
+CHECKPOINTS = "callcost-checkpoints"
+
+#: Largest checkpoint message (one centre's engine state), bytes.
+CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
 
 _DAY_MS = 24 * 60 * 60 * 1000
 
@@ -31,6 +35,16 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
         "segment.ms": "60000",
         "min.cleanable.dirty.ratio": "0.1",
         "delete.retention.ms": "60000",
+    },
+    # The worker's checkpoints: one message per centre (key: the centre) with its whole
+    # engine state and the offsets it reflects, plus one marker per call-events partition
+    # (key: ``@offsets/TOPIC/PARTITION``). Only the latest of each key counts.
+    CHECKPOINTS: {
+        "cleanup.policy": "compact",
+        "segment.ms": "60000",
+        "min.cleanable.dirty.ratio": "0.1",
+        "delete.retention.ms": "60000",
+        "max.message.bytes": str(CHECKPOINT_MAX_BYTES),
     },
 }
 
