@@ -173,6 +173,22 @@ export async function listCentres() {
   return [...new Set(body.figures.map((f) => f.centre))].sort();
 }
 
+/**
+ * The centre of the address, else the first that has figures; null while none has any
+ * yet (then `say` tells the reader, and the page tries again later).
+ */
+export async function chooseCentre(centre, say) {
+  if (centre) return centre;
+  try {
+    const names = await listCentres();
+    if (names.length) return names[0];
+  } catch (e) {
+    // the gateway is not there yet: same as no centre
+  }
+  say("No centre has figures yet; waiting for the first.");
+  return null;
+}
+
 let centreInfo = null;
 /**
  * What the pages know of a centre besides its figures: its time zone (for `as_of`, in the

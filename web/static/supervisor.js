@@ -5,7 +5,7 @@
 // since the page loaded); the centre's alerts with Acknowledge and Snooze.
 import {
   DASH, Freshness, History, Live, SCOPES, band, bigMoney, centreZone, clock, count, dateClock,
-  directionChip, drawTrend, duration, h, listCentres, money, params, percent, rememberedName,
+  chooseCentre, directionChip, drawTrend, duration, h, money, params, percent, rememberedName,
   statusChip, viewsNav, windowSeconds,
 } from "/static/common.js";
 
@@ -356,16 +356,10 @@ function keepUrl() {
 }
 
 async function start() {
+  centre = await chooseCentre(centre, say);
   if (!centre) {
-    try {
-      const names = await listCentres();
-      if (!names.length) throw new Error("none yet");
-      centre = names[0];
-    } catch (e) {
-      say("No centre has figures yet; waiting for the first.");
-      setTimeout(start, 3000);
-      return;
-    }
+    setTimeout(start, 3000);
+    return;
   }
   tz = await centreZone(centre);
   el("centre").textContent = centre;

@@ -8,7 +8,7 @@
 // gateway serves the latest figures only). Colour by status, and a word and a shape.
 import {
   DASH, Freshness, History, Live, SCOPES, band, centreZone, clock, count, drawTrend, duration, h,
-  listCentres, money, params, statusOf,
+  chooseCentre, money, params, statusOf,
 } from "/static/common.js";
 
 const el = (id) => document.getElementById(id);
@@ -207,16 +207,10 @@ function onAlerts(msg) {
 // ------------------------------------------------------------------------ start
 
 async function start() {
+  centre = await chooseCentre(centre, say);
   if (!centre) {
-    try {
-      const names = await listCentres();
-      if (!names.length) throw new Error("none yet");
-      centre = names[0];
-    } catch (e) {
-      say("No centre has figures yet; waiting for the first.");
-      setTimeout(start, 3000);
-      return;
-    }
+    setTimeout(start, 3000);
+    return;
   }
   tz = await centreZone(centre);
   el("centre").textContent = centre;
