@@ -29,7 +29,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     a = p.parse_args()
     path = simulated_file("replay", a.centres, round(a.calls_per_day / 1440, 3), a.days)
-    lines = list(_lines(open(path, "rb")))
+    with open(path, "rb") as f:
+        lines = list(_lines(f))
     settings = Settings(stream=StreamSettings(windows=("15m", "1h", "8h", "today")))
     Engine.warm_up()
     times = []
