@@ -15,6 +15,15 @@ Start-up is kept short with a lean JVM (serial GC, C1 only) and an application
 class-data-sharing archive: the first broker that runs without one writes it when it
 stops (``broker/target/cds/``), and every later start maps it (about 1.5 s faster).
 ``CALLCOST_BROKER_CDS=0`` turns that off; ``CALLCOST_BROKER_JAVA_OPTS`` adds JVM options.
+
+``BrokerConfig(sasl_users={"callcost": "secret"})`` (not the default) makes the client
+listener SASL_PLAINTEXT with the PLAIN mechanism and those users (JAAS in
+``server.properties``, which is then readable by its owner only); the broker itself
+uses an extra user of its own (:data:`BROKER_USER`), whose random password is kept in
+``home/broker.secret``. ``ssl_certfile``/``ssl_keyfile`` (PEM: the broker's certificate
+chain and unencrypted key) make it TLS: SSL, or SASL_SSL with users; ``ssl_cafile`` is
+what the broker and its probes trust. The KRaft controller listener stays PLAINTEXT on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -34,15 +45,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from callcost.errors import BrokerError
 
 DEFAULT_PORT = 9092
 DEFAULT_HEAP_MB = 512
 LOG_TAIL_LINES = 30
+#: the SASL user the broker itself connects as (inter-broker listener, probes)
+BROKER_USER = "callcost-broker"
+_SASL_USER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def repo_root() -> Path:
@@ -93,10 +109,45 @@ class BrokerConfig:
         default_factory=lambda: _env_int("CALLCOST_BROKER_HEAP_MB", DEFAULT_HEAP_MB)
     )
     root: Path = field(default_factory=repo_root)
+    #: SASL_PLAINTEXT client listener with these PLAIN users (name -> password); empty:
+    #: PLAINTEXT. Kept out of repr so that a password is never printed.
+    sasl_users: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, hash=False
+    )
+    #: TLS on the client listener: the broker's certificate chain and unencrypted key
+    #: (PEM), and the CA certificates that the broker (to itself) and probes trust
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_cafile: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
         object.__setattr__(self, "root", Path(self.root).resolve())
+        users = dict(self.sasl_users or {})
+        for name, password in users.items():
+            if not _SASL_USER_RE.match(name) or name == BROKER_USER:
+                raise BrokerError(
+                    f"SASL user name {name!r} must be 1-64 chars of A-Z a-z 0-9 . _ - "
+                    f"and not {BROKER_USER!r}"
+                )
+            if not password or any(c in password for c in '"\\\n\r'):
+                raise BrokerError(
+                    f"the password of SASL user {name!r} must be non-empty, without quotes, "
+                    "backslashes or line breaks"
+                )
+        object.__setattr__(self, "sasl_users", MappingProxyType(users))
+        tls = {"ssl_certfile": self.ssl_certfile, "ssl_keyfile": self.ssl_keyfile,
+               "ssl_cafile": self.ssl_cafile}  # fmt: skip
+        if any(tls.values()) and not all(tls.values()):
+            missing = ", ".join(k for k, v in tls.items() if not v)
+            raise BrokerError(f"a TLS broker needs ssl_certfile, ssl_keyfile and ssl_cafile; "
+                              f"{missing} missing")
+        for name, value in tls.items():
+            if value is not None:
+                path = Path(value).expanduser().resolve()
+                if not path.is_file():
+                    raise BrokerError(f"broker {name} {path} is not a file")
+                object.__setattr__(self, name, path)
         if not self.controller_port:
             cport = self.port + 1
             if self.port == _default_port():
@@ -114,6 +165,45 @@ class BrokerConfig:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        """The client listener's protocol: SASL_ with users, SSL with a certificate."""
+        tls = "SSL" if self.ssl_certfile else "PLAINTEXT"
+        return f"SASL_{tls}" if self.sasl_users else tls
+
+    @property
+    def secret_file(self) -> Path:
+        """The broker's own SASL password (with ``sasl_users`` only)."""
+        return self.home / "broker.secret"
+
+    def broker_password(self) -> str:
+        """The password of :data:`BROKER_USER`, made once per home and kept."""
+        try:
+            text = self.secret_file.read_text().strip()
+        except OSError:
+            text = ""
+        if not text:
+            self.home.mkdir(parents=True, exist_ok=True)
+            text = secrets.token_urlsafe(24)
+            fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text + "\n")
+        return text
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """kafka-python keyword arguments with which the broker's own user connects
+        (empty for a PLAINTEXT broker)."""
+        kw: dict[str, Any] = {}
+        if self.security_protocol != "PLAINTEXT":
+            kw["security_protocol"] = self.security_protocol
+        if self.sasl_users:
+            kw["sasl_mechanism"] = "PLAIN"
+            kw["sasl_plain_username"] = BROKER_USER
+            kw["sasl_plain_password"] = self.broker_password()
+        if self.ssl_cafile:
+            kw["ssl_cafile"] = str(self.ssl_cafile)
+        return kw
 
     @property
     def properties(self) -> Path:
@@ -262,9 +352,12 @@ def _read_pid(cfg: BrokerConfig) -> int | None:
         return None
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)  # also when it existed with another mode
     os.replace(tmp, path)
 
 
@@ -395,16 +488,50 @@ def _classpath(cfg: BrokerConfig) -> list[str]:
     return ["-cp", str(_lib_dir(cfg.root) / "*")]
 
 
+def _sasl_properties(cfg: BrokerConfig) -> dict[str, str]:
+    """The SASL_PLAINTEXT listener's PLAIN users, in the listener's JAAS configuration:
+    ``username``/``password`` is what the broker itself logs in as, each ``user_NAME``
+    a user it accepts (https://kafka.apache.org/documentation/#security_sasl_plain)."""
+    users = {BROKER_USER: cfg.broker_password(), **cfg.sasl_users}
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{BROKER_USER}" password="{users[BROKER_USER]}" '
+        + " ".join(f'user_{name}="{password}"' for name, password in users.items())
+        + ";"
+    )
+    return {
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        f"listener.name.{cfg.security_protocol.lower()}.plain.sasl.jaas.config": jaas,
+    }
+
+
+def _ssl_properties(cfg: BrokerConfig) -> dict[str, str]:
+    """PEM key and certificate store, in one file of the home that only its owner reads
+    (https://kafka.apache.org/documentation/#security_ssl, KIP-651)."""
+    assert cfg.ssl_keyfile and cfg.ssl_certfile and cfg.ssl_cafile
+    keystore = cfg.home / "keystore.pem"
+    _write_atomic(keystore, cfg.ssl_keyfile.read_text() + cfg.ssl_certfile.read_text(), 0o600)
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(cfg.ssl_cafile),
+        "ssl.client.auth": "none",
+    }
+
+
 def _server_properties(cfg: BrokerConfig) -> str:
+    name = cfg.security_protocol  # the client listener's name is its protocol's
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{cfg.controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{cfg.port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{cfg.port}",
+        "listeners": f"{name}://127.0.0.1:{cfg.port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
+        "advertised.listeners": f"{name}://127.0.0.1:{cfg.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": name,
+        "listener.security.protocol.map": f"{name}:{name},CONTROLLER:PLAINTEXT",
         "log.dirs": str(cfg.data_dir),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -427,6 +554,10 @@ def _server_properties(cfg: BrokerConfig) -> str:
         "num.network.threads": "2",
         "num.io.threads": "4",
     }
+    if cfg.sasl_users:
+        props.update(_sasl_properties(cfg))
+    if cfg.ssl_certfile:
+        props.update(_ssl_properties(cfg))
     head = f"# Written by `callcost broker start` for {cfg.home}; rewritten at every start.\n"
     return head + "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -537,10 +668,14 @@ def _tcp_open(host: str, port: int) -> bool:
         return False
 
 
-def probe(bootstrap: str, timeout_s: float = 3.0) -> bool:
+def probe(
+    bootstrap: str, timeout_s: float = 3.0, client_kwargs: Mapping[str, Any] | None = None
+) -> bool:
     """True when ``bootstrap`` answers a metadata request that lists a live broker.
 
-    Answers False at once when nothing listens on the (first) bootstrap address."""
+    ``client_kwargs``: kafka-python security settings (see
+    :meth:`BrokerConfig.client_kwargs`). Answers False at once when nothing listens on
+    the (first) bootstrap address."""
     host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     try:
         if not _tcp_open(host.strip("[]") or "127.0.0.1", int(port)):
@@ -557,6 +692,7 @@ def probe(bootstrap: str, timeout_s: float = 3.0) -> bool:
             request_timeout_ms=ms,
             bootstrap_timeout_ms=ms,
             reconnect_backoff_max_ms=500,
+            **(client_kwargs or {}),
         )
     except Exception:
         return False
@@ -580,7 +716,7 @@ def _wait_ready(
                 f"starting; last lines of {cfg.log_file}:\n{_log_tail(cfg.log_file)}"
             )
         left = deadline - time.monotonic()
-        if probe(cfg.bootstrap, timeout_s=min(5.0, max(0.5, left))):
+        if probe(cfg.bootstrap, min(5.0, max(0.5, left)), cfg.client_kwargs()):
             return
         if time.monotonic() > deadline:
             raise BrokerError(
@@ -637,7 +773,8 @@ def start(cfg: BrokerConfig, timeout_s: float = 90, *, fresh: bool = False) -> f
         if fresh and cfg.data_dir.exists():
             shutil.rmtree(cfg.data_dir)
         cfg.data_dir.mkdir(exist_ok=True)
-        _write_atomic(cfg.properties, _server_properties(cfg))
+        # with SASL users it holds their passwords: its owner alone reads it
+        _write_atomic(cfg.properties, _server_properties(cfg), 0o600 if cfg.sasl_users else 0o644)
         cds_flags = _cds_flags(cfg)
         _format_storage(cfg, cds_flags)
 
@@ -728,7 +865,7 @@ def status(cfg: BrokerConfig, check: bool = True) -> dict[str, object]:
         "home": str(cfg.home),
     }
     if check:
-        info["answers"] = bool(pids) and probe(bootstrap, timeout_s=3.0)
+        info["answers"] = bool(pids) and probe(bootstrap, 3.0, cfg.client_kwargs())
     return info
 
 

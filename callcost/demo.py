@@ -7,6 +7,10 @@ address and how long start-up took. Ctrl-C or SIGTERM stops them in order: simul
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only the demo,
 which then stops the children in that order. Their logs are in ``var/demo/logs``.
+
+Every child gets the demo's ``--config`` and inherits the ``CALLCOST_KAFKA_*``
+environment, so all of them connect to Kafka alike (``[kafka]``); the broker the demo
+starts itself is PLAINTEXT, so Kafka security settings need a broker already running.
 """
 
 from __future__ import annotations
@@ -145,6 +149,8 @@ def _watch(children: _Children, url: str, t0: float, stopping: list[int],
 
 def run(args: argparse.Namespace) -> int:
     from callcost import broker, topics_cmd
+    from callcost.kafka_client import kafka_python_kwargs
+    from callcost.streams.config import load_settings
 
     t0 = time.monotonic()
     stopping: list[int] = []
@@ -160,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     children = _Children(log_dir)
     config = _demo_config(args.config)
+    settings = load_settings(config)  # [kafka]: how every client connects
+    security = kafka_python_kwargs(settings)
+    with_config = ["--config", config] if config else []
     url = f"http://127.0.0.1:{args.port}/"
     # The worker starts first: it imports and compiles while the broker starts, then
     # waits for its topic. A new consumer group each run: the engine keeps its state in
@@ -167,20 +176,20 @@ def run(args: argparse.Namespace) -> int:
     # at the offsets of an earlier run's (lost) state.
     worker = ["worker", "--bootstrap", bootstrap, "--group", f"callcost-demo-{int(time.time())}",
               "--data-dir", str(root / "var" / "demo" / "worker")]
-    if config:
-        worker += ["--config", config]
+    worker += with_config
     try:
         children.start("worker", *worker)
-        if _port_open(cfg.port) and broker.probe(bootstrap, timeout_s=3.0):
+        if _port_open(cfg.port) and broker.probe(bootstrap, 3.0, security):
             print(f"using the broker already running at {bootstrap}", file=sys.stderr)
         else:
             print(f"starting the broker at {bootstrap} ({cfg.home})...", file=sys.stderr)
             started_broker = True
             took = broker.start(cfg)
             print(f"  broker ready in {took:.1f} s", file=sys.stderr)
-        topics_cmd.create_topics(bootstrap, 3)
-        children.start("gateway", "gateway", "--bootstrap", bootstrap, "--port", str(args.port))
-        children.start("simulator", "simulate", "--bootstrap", bootstrap,
+        topics_cmd.create_topics(bootstrap, 3, kafka=settings)
+        children.start("gateway", "gateway", "--bootstrap", bootstrap, "--port", str(args.port),
+                       *with_config)
+        children.start("simulator", "simulate", "--bootstrap", bootstrap, *with_config,
                        "--centres", str(args.centres), "--rate", str(args.rate),
                        "--speed", str(args.speed))
         return _watch(children, url, t0, stopping, log_dir)

@@ -3,7 +3,9 @@
 Each line goes out as the message value exactly as it is in the file (without its line
 ending), valid JSON or not: the worker, not this tool, decides what is an event. The
 key is the line's ``centre`` when the line is a JSON object with a string ``centre``,
-otherwise the message has no key. Empty lines are skipped.
+otherwise the message has no key. Empty lines are skipped. A line larger than
+``call-events`` takes (:data:`~callcost.streams.topics.EVENT_MAX_BYTES`) stops the
+command with an error naming it; the lines before it are sent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import BinaryIO
 import orjson
 
 from callcost.errors import CallcostError
+from callcost.streams.config import KafkaSettings, Settings
+from callcost.streams.topics import EVENT_MAX_BYTES
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "call-events"
@@ -30,6 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Kafka bootstrap servers (env CALLCOST_BOOTSTRAP; default %(default)s)",
     )
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help="topic (default %(default)s)")
+    add_config_argument(parser)
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config`` of the commands that only need the connection (``[kafka]``)."""
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("CALLCOST_CONFIG") or None,
+        help="TOML settings; only [kafka] (the connection) is used here "
+        "(default: $CALLCOST_CONFIG; CALLCOST_KAFKA_* override it)",
+    )
 
 
 def key_of(line: bytes) -> bytes | None:
@@ -55,20 +70,39 @@ def messages(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
             yield key_of(line), line
 
 
-def send(bootstrap: str, topic: str, stream: BinaryIO) -> int:
-    """Send every line of ``stream``; wait until all are acknowledged; return the count."""
+def send(
+    bootstrap: str,
+    topic: str,
+    stream: BinaryIO,
+    kafka: Settings | KafkaSettings | None = None,
+) -> int:
+    """Send every line of ``stream``; wait until all are acknowledged; return the count.
+    ``kafka``: how to connect (``[kafka]``; default PLAINTEXT)."""
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, MessageSizeTooLargeError
 
+    from callcost.kafka_client import check, kafka_python_kwargs
+
+    security = kafka_python_kwargs(kafka)
+    check(bootstrap, kafka)  # refused credentials: say so now, not after the time-out
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+            max_request_size=EVENT_MAX_BYTES, **security
+        )
     except KafkaError as exc:
         raise CallcostError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     count = 0
     try:
         futures = []
         for key, value in messages(stream):
-            futures.append(producer.send(topic, value=value, key=key))
+            try:
+                futures.append(producer.send(topic, value=value, key=key))
+            except MessageSizeTooLargeError:
+                raise CallcostError(
+                    f"message {count + 1} is {len(value)} bytes: more than {topic} takes"
+                    f" ({EVENT_MAX_BYTES} bytes with its key); the {count} before it are sent"
+                ) from None
             count += 1
         producer.flush()
         for fut in futures:  # raise on the first message that was not acknowledged
@@ -81,14 +115,17 @@ def send(bootstrap: str, topic: str, stream: BinaryIO) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from callcost.streams.config import load_settings
+
+    settings = load_settings(args.config)
     if args.file == "-":
-        count = send(args.bootstrap, args.topic, sys.stdin.buffer)
+        count = send(args.bootstrap, args.topic, sys.stdin.buffer, settings)
     else:
         try:
             f = open(args.file, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise CallcostError(f"cannot read {args.file}: {exc.strerror}") from exc
         with f:
-            count = send(args.bootstrap, args.topic, f)
+            count = send(args.bootstrap, args.topic, f, settings)
     print(f"sent {count} messages to {args.topic}", file=sys.stderr)
     return 0

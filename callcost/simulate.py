@@ -17,7 +17,7 @@ import time
 import orjson
 
 from callcost.errors import CallcostError
-from callcost.produce import DEFAULT_BOOTSTRAP, DEFAULT_TOPIC
+from callcost.produce import DEFAULT_BOOTSTRAP, DEFAULT_TOPIC, add_config_argument
 
 log = logging.getLogger("callcost.simulate")
 
@@ -47,12 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after S wall-clock seconds (default 0: run until stopped)")
     parser.add_argument("--start-ms", type=int, default=None,
                         help="simulated start time, ms since the epoch (default: now)")
+    add_config_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from callcost.kafka_client import check, describe, kafka_python_kwargs
+    from callcost.streams.config import load_settings
     from callcost.streams.simulation import Simulator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -65,14 +68,19 @@ def run(args: argparse.Namespace) -> int:
         sim = Simulator(seed, args.centres, args.rate, start_ms)
     except ValueError as exc:
         raise CallcostError(str(exc)) from exc
+    settings = load_settings(args.config)
+    security = kafka_python_kwargs(settings)
+    check(args.bootstrap, settings)  # refused credentials: say so now
     try:
-        producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks=1, linger_ms=10)
+        producer = KafkaProducer(
+            bootstrap_servers=args.bootstrap, acks=1, linger_ms=10, **security
+        )
     except KafkaError as exc:
         raise CallcostError(f"cannot reach Kafka at {args.bootstrap}: {exc}") from exc
 
     centres = ", ".join(c.name for c in sim.centres)
-    log.info("simulating %s at %.3g contacts/min each, speed x%g, seed %d, to %s",
-             centres, args.rate, args.speed, seed, args.topic)
+    log.info("simulating %s at %.3g contacts/min each, speed x%g, seed %d, to %s (%s)",
+             centres, args.rate, args.speed, seed, args.topic, describe(settings))
     topic, dumps, send = args.topic, orjson.dumps, producer.send
 
     def publish(events: list[dict]) -> None:
