@@ -3,6 +3,18 @@
 ``parse(key, value)`` returns an :class:`Event` or raises :class:`EventError` whose
 ``reason`` is one of :data:`REASONS`; the worker writes the rejected message unchanged to
 the dead-letter topic with that reason. Pure module: no I/O.
+
+Whatever the bytes, ``parse`` raises nothing but :class:`EventError` (``tests/test_fuzz.py``
+checks it on random and mutated input), and the error's detail is at most
+:data:`MAX_DETAIL_CHARS` characters: it never echoes a long value. Edge cases, decided:
+
+* no value at all (``None``, a Kafka tombstone) and an empty value are ``invalid_json``;
+* a byte order mark, ``NaN``, ``Infinity``, a number beyond a double, nesting deeper than
+  1024, a lone surrogate escape (``"\\ud800"``) are ``invalid_json`` (orjson refuses them);
+  invalid UTF-8 anywhere is ``invalid_utf8``;
+* an integer beyond 64 bits comes out of orjson as a float: ``ts`` is then ``wrong_type``;
+* a name repeated in the object: the last one counts (orjson's rule), as if the others
+  were not there.
 """
 
 from __future__ import annotations
@@ -54,6 +66,8 @@ CONVERTING = frozenset({"sale", "lead"})
 DIRECTIONS = ("inbound", "outbound")
 CHANNELS = ("voice", "chat", "email")
 MAX_TS = 2**53
+#: longest ``EventError.detail``; the worker puts it in a DLQ header
+MAX_DETAIL_CHARS = 200
 _CENTRE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _VALID_CENTRES: set[str] = set()  # centres seen valid: a set look-up beats the regex
 
@@ -110,16 +124,18 @@ def _show(v: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def parse(key: bytes | None, value: bytes, *, check_key: bool = True) -> Event:
+def parse(key: bytes | None, value: bytes | None, *, check_key: bool = True) -> Event:
     """Validate one message. ``check_key`` False skips the key rule (files, replay)."""
+    if value is None:
+        raise EventError("invalid_json", "the message has no value (a tombstone)")
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         try:
-            value.decode("utf-8")
+            bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             raise EventError("invalid_utf8", "the value is not valid UTF-8") from None
-        raise EventError("invalid_json", f"not JSON: {exc}") from None
+        raise EventError("invalid_json", f"not JSON: {str(exc)[:MAX_DETAIL_CHARS - 10]}") from None
     if not isinstance(obj, dict):
         raise EventError(
             "not_an_object", f"the value is a JSON {type(obj).__name__}, not an object"
