@@ -15,7 +15,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -160,6 +160,136 @@ class Sink:
         return "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
 
 
+#: the roles of gateway tokens; what each may do is :data:`callcost.web.access.ROLES`
+ROLES = ("wallboard", "supervisor", "admin", "metrics")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """One ``[[gateway.tokens]]`` entry: a name for the logs, a role, and the SHA-256 of
+    the token. The token itself is never in the file nor kept here: ``sha256`` gives its
+    hash, or ``env`` names the environment variable that holds it (hashed at load)."""
+
+    name: str
+    role: str
+    sha256: bytes = field(repr=False)
+    #: the environment variable the token came from, if it did
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """``[gateway]``: what ``callcost gateway`` allows its clients (issue 6).
+
+    Fields are grouped in blocks, one per concern, each parsed by its own method of the
+    loader; keep a new concern in a block of its own.
+    """
+
+    # -- limits: abuse and slow clients (see README "Abuse and limits") -----------------
+    #: the largest websocket message a client may send (bigger: close 1009)
+    max_frame_bytes: int = 64 * 1024
+    #: the largest HTTP request body (POST /api/alerts/ack, /api/snoozes; bigger: 413)
+    max_request_bytes: int = 64 * 1024
+    #: subscriptions per connection (more: ``too_many_subscriptions``)
+    max_subscriptions: int = 64
+    #: messages waiting for one client past which its figures updates are conflated
+    soft_limit: int = 64
+    #: messages waiting for one client past which it is disconnected (close 1013)
+    hard_limit: int = 1024
+    #: open websocket connections (more: the handshake is answered 503)
+    max_connections: int = 10_000
+    #: open TCP connections from one address, handshakes included; 0: no limit (the
+    #: default, since clients behind a proxy or NAT share an address)
+    max_connections_per_ip: int = 0
+    #: client requests per second per connection, on average (token bucket)
+    max_requests_per_s: float = 20.0
+    #: requests a connection may send at once above the average; an excess request is
+    #: answered ``rate_limited``; more than this many refused in a row close with 1008
+    request_burst: int = 100
+    #: keepalive: a ping this often, and no pong within ``ping_timeout_s`` closes (1011);
+    #: ``ping_interval_s`` 0 disables keepalive
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    #: the opening handshake (HTTP request, head and body, and the upgrade) must end
+    #: within this long: a slow sender (slowloris) is dropped
+    open_timeout_s: float = 10.0
+    #: a closing handshake the client does not answer is cut off after this long
+    close_timeout_s: float = 10.0
+    #: one message the client does not take (its TCP window stays full) for this long
+    #: closes the connection (1013)
+    send_timeout_s: float = 30.0
+    #: high-water mark of the per-connection write buffer; pongs for a client's pings
+    #: are not answered past four times this while it does not read
+    write_buffer_bytes: int = 32 * 1024
+    # -- end of limits ------------------------------------------------------------------
+
+    # -- access: tokens, origins, TLS (see README "Security") ---------------------------
+    #: who may use the gateway, with which role; none: open access, as before tokens
+    #: (the gateway warns loudly at start)
+    tokens: tuple[AccessToken, ...] = ()
+    #: browser origins (``https://host[:port]``) allowed besides the gateway's own host,
+    #: for websocket handshakes and POSTs that carry an ``Origin``; ``"*"``: any
+    origins: tuple[str, ...] = ()
+    #: PEM certificate chain and private key (paths, relative to the configuration
+    #: file): with both, the gateway serves https:// and wss:// only
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # -- end of access ------------------------------------------------------------------
+
+
+# -- [kafka]: the connection to Kafka (issue 6, item 6) --------------------------------
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: the only place the SASL password is read from (never a file, never a command line)
+KAFKA_PASSWORD_ENV = "CALLCOST_KAFKA_SASL_PASSWORD"
+#: environment variable -> [kafka] key; a variable set (non-empty) wins over the file
+KAFKA_ENV = {
+    "CALLCOST_KAFKA_SECURITY_PROTOCOL": "security_protocol",
+    "CALLCOST_KAFKA_SASL_MECHANISM": "sasl_mechanism",
+    "CALLCOST_KAFKA_SASL_USERNAME": "sasl_username",
+    "CALLCOST_KAFKA_SSL_CAFILE": "ssl_cafile",
+    "CALLCOST_KAFKA_SSL_CERTFILE": "ssl_certfile",
+    "CALLCOST_KAFKA_SSL_KEYFILE": "ssl_keyfile",
+    "CALLCOST_KAFKA_SSL_CHECK_HOSTNAME": "ssl_check_hostname",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """``[kafka]`` with ``CALLCOST_KAFKA_*`` over it: how every Kafka client of every
+    command connects (``callcost.kafka_client`` turns it into each library's arguments).
+
+    ``sasl_password`` comes from ``CALLCOST_KAFKA_SASL_PASSWORD`` alone and is never
+    shown (not in repr). File paths are absolute (relative ones in the file are taken
+    from the file's folder, in the environment from the working directory).
+    """
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False, compare=False)
+    #: CA certificates (PEM) the broker's certificate must chain to; None: the system's
+    ssl_cafile: str | None = None
+    #: client certificate (PEM) for brokers that ask for one (``ssl.client.auth``)
+    ssl_certfile: str | None = None
+    #: the client certificate's private key (PEM, unencrypted)
+    ssl_keyfile: str | None = None
+    #: the broker's certificate must name the host of the bootstrap address
+    ssl_check_hostname: bool = True
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+
+# -- end of [kafka] ---------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     defaults: Rates = field(default_factory=Rates)
@@ -167,6 +297,8 @@ class Settings:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     stream: StreamSettings = field(default_factory=StreamSettings)
     sinks: tuple[Sink, ...] = ()
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
     source: str = "<defaults>"
 
     def rates_for(self, centre: str) -> Rates:
@@ -200,7 +332,8 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     if path is None:
         path = os.environ.get("CALLCOST_CONFIG") or None
     if path is None:
-        return Settings()
+        # no file: the defaults, with the CALLCOST_KAFKA_* environment over [kafka]
+        return parse_settings("", source="<defaults>")
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -210,12 +343,15 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     return parse_settings(raw.decode("utf-8", errors="replace"), source=path)
 
 
-def parse_settings(text: str, source: str = "<string>") -> Settings:
+def parse_settings(
+    text: str, source: str = "<string>", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """``environ`` (default ``os.environ``) holds the tokens named by ``env`` keys."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return _Parser(text, source).settings(doc)
+    return _Parser(text, source, environ).settings(doc)
 
 
 _RATE_KEYS = {
@@ -252,15 +388,46 @@ _SINK_KEYS = {
     "queue_size",
     "replay_horizon_s",
 }
+#: [gateway] keys of the limits block (GatewaySettings)
+_GATEWAY_LIMIT_KEYS = {
+    "max_frame_bytes",
+    "max_request_bytes",
+    "max_subscriptions",
+    "soft_limit",
+    "hard_limit",
+    "max_connections",
+    "max_connections_per_ip",
+    "max_requests_per_s",
+    "request_burst",
+    "ping_interval_s",
+    "ping_timeout_s",
+    "open_timeout_s",
+    "close_timeout_s",
+    "send_timeout_s",
+    "write_buffer_bytes",
+}
+#: [gateway] keys of the access block (tokens, origins, TLS)
+_GATEWAY_ACCESS_KEYS = {"tokens", "origins", "tls_cert", "tls_key"}
+_TOKEN_KEYS = {"name", "role", "sha256", "env"}
+#: a token: characters that may travel in an HTTP header and a websocket subprotocol
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{16,512}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+_ORIGIN_RE = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+#: every [gateway] key: the union of its blocks' keys
+_GATEWAY_KEYS = _GATEWAY_LIMIT_KEYS | _GATEWAY_ACCESS_KEYS
 _SINK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_TOP_KEYS = {"defaults", "centres", "rules", "stream", "sinks"}
+#: [kafka] keys (KafkaSettings); the password is not one of them
+_KAFKA_KEYS = set(KAFKA_ENV.values())
+_TOP_KEYS = {"defaults", "centres", "rules", "stream", "sinks", "gateway", "kafka"}
 _CENTRE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class _Parser:
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, environ: Mapping[str, str] | None = None) -> None:
         self.lines = text.splitlines()
         self.source = source
+        self.environ = os.environ if environ is None else environ
 
     # -- error reporting ---------------------------------------------------------
 
@@ -497,6 +664,268 @@ class _Parser:
                 kw[key] = self.integer(table[key], (*path, key), minimum=1)
         return Sink(url=url, **kw)
 
+    def gateway(self, table: Any) -> GatewaySettings:
+        """``[gateway]``: each block of keys has its own method."""
+        if not isinstance(table, dict):
+            raise self.fail(("gateway",), "must be a table")
+        self.check_keys(table, _GATEWAY_KEYS, ("gateway",))
+        changes: dict[str, Any] = {}
+        changes.update(self.gateway_limits(table))
+        changes.update(self.gateway_access(table))
+        return replace(GatewaySettings(), **changes)
+
+    # -- the access block of [gateway] ----------------------------------------------
+
+    def gateway_access(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """The access block of ``[gateway]``: tokens, origins, TLS."""
+        out: dict[str, Any] = {}
+        if "tokens" in table:
+            raw = table["tokens"]
+            if not isinstance(raw, list):
+                raise self.fail(
+                    ("gateway", "tokens"), "must be an array of tables [[gateway.tokens]]"
+                )
+            tokens = [self.access_token(t, i) for i, t in enumerate(raw)]
+            names: dict[str, int] = {}
+            digests: dict[bytes, int] = {}
+            for i, tok in enumerate(tokens):
+                if tok.name in names:
+                    raise self.fail(
+                        ("gateway", "tokens", i, "name"),
+                        f"token name {tok.name!r} is used by tokens[{names[tok.name]}] too",
+                    )
+                names[tok.name] = i
+                if tok.sha256 in digests:
+                    key = "env" if tok.env is not None else "sha256"
+                    raise self.fail(
+                        ("gateway", "tokens", i, key),
+                        f"token {tok.name!r} is the same token as "
+                        f"tokens[{digests[tok.sha256]}]; give each its own",
+                    )
+                digests[tok.sha256] = i
+            out["tokens"] = tuple(tokens)
+        if "origins" in table:
+            origins = table["origins"]
+            if not isinstance(origins, list):
+                raise self.fail(
+                    ("gateway", "origins"), f"must be a list of origins, not {origins!r}"
+                )
+            kept: list[str] = []
+            for origin in origins:
+                if origin == "*":
+                    kept.append(origin)
+                    continue
+                if not isinstance(origin, str) or not _ORIGIN_RE.fullmatch(origin):
+                    raise self.fail(
+                        ("gateway", "origins"),
+                        f"{origin!r} is not an origin like 'https://wall.example.com' or "
+                        "'http://10.0.0.5:8080' (scheme, host, optional port; no path) nor '*'",
+                    )
+                kept.append(origin.lower())
+            out["origins"] = tuple(kept)
+        paths = {k: table[k] for k in ("tls_cert", "tls_key") if k in table}
+        if paths:
+            for key in ("tls_cert", "tls_key"):
+                if key not in paths:
+                    other = "tls_key" if key == "tls_cert" else "tls_cert"
+                    raise self.fail(
+                        ("gateway", other), f"TLS needs both tls_cert and tls_key; {key} is missing"
+                    )
+            for key, value in paths.items():
+                name = self.string(value, ("gateway", key))
+                if not os.path.isabs(name) and not self.source.startswith("<"):
+                    name = os.path.join(os.path.dirname(os.path.abspath(self.source)), name)
+                if not os.path.isfile(name):
+                    raise self.fail(("gateway", key), f"no such file {name!r}")
+                out[key] = name
+        return out
+
+    def access_token(self, table: Any, index: int) -> AccessToken:
+        path: tuple[Any, ...] = ("gateway", "tokens", index)
+        if not isinstance(table, dict):
+            raise self.fail(path, "must be a table")
+        if "token" in table:
+            raise self.fail(
+                (*path, "token"),
+                "a token is never written in the configuration: give its SHA-256 "
+                '(sha256 = "...") or the environment variable that holds it (env = "...")',
+            )
+        self.check_keys(table, _TOKEN_KEYS, path)
+        for key in ("name", "role"):
+            if key not in table:
+                raise self.fail((*path, key), "missing (every token needs name and role)")
+        name = self.string(table["name"], (*path, "name"))
+        if not _SINK_NAME_RE.match(name):
+            raise self.fail((*path, "name"), f"{name!r} must be 1-64 chars of A-Z a-z 0-9 . _ -")
+        role = self.string(table["role"], (*path, "role"))
+        if role not in ROLES:
+            raise self.fail(
+                (*path, "role"),
+                f"token {name!r}: unknown role {role!r} (one of {', '.join(ROLES)})",
+            )
+        if ("sha256" in table) == ("env" in table):
+            key = "sha256" if "sha256" in table else "env"
+            raise self.fail(
+                (*path, key) if "sha256" in table else path,
+                f"token {name!r}: give exactly one of sha256 (the token's SHA-256 in hex) and "
+                "env (the environment variable that holds the token)",
+            )
+        if "sha256" in table:
+            digest = self.string(table["sha256"], (*path, "sha256"))
+            if not _SHA256_RE.fullmatch(digest):
+                raise self.fail(
+                    (*path, "sha256"),
+                    f"token {name!r}: must be 64 hex digits (a SHA-256), "
+                    f"not {len(digest)} characters",
+                )
+            return AccessToken(name, role, bytes.fromhex(digest))
+        var = self.string(table["env"], (*path, "env"))
+        if not _ENV_NAME_RE.fullmatch(var):
+            raise self.fail((*path, "env"), f"token {name!r}: {var!r} is not a variable name")
+        value = self.environ.get(var)
+        if value is None or value == "":
+            state = "not set" if value is None else "empty"
+            raise self.fail(
+                (*path, "env"), f"token {name!r}: environment variable {var} is {state}"
+            )
+        if not _TOKEN_RE.fullmatch(value):
+            # the message never shows the value: it is a secret
+            raise self.fail(
+                (*path, "env"),
+                f"token {name!r}: environment variable {var} must hold 16-512 characters "
+                "of A-Z a-z 0-9 . _ ~ - (make one with python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')",
+            )
+        return AccessToken(name, role, hashlib.sha256(value.encode()).digest(), env=var)
+
+    def gateway_limits(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """The limits block of ``[gateway]``."""
+        out: dict[str, Any] = {}
+        minimum = {"max_frame_bytes": 256, "max_request_bytes": 256, "max_connections_per_ip": 0,
+                   "write_buffer_bytes": 1024}  # fmt: skip
+        for key in (
+            "max_frame_bytes",
+            "max_request_bytes",
+            "max_subscriptions",
+            "soft_limit",
+            "hard_limit",
+            "max_connections",
+            "max_connections_per_ip",
+            "request_burst",
+            "write_buffer_bytes",
+        ):
+            if key in table:
+                out[key] = self.integer(table[key], ("gateway", key), minimum=minimum.get(key, 1))
+        for key in (
+            "max_requests_per_s",
+            "ping_interval_s",
+            "ping_timeout_s",
+            "open_timeout_s",
+            "close_timeout_s",
+            "send_timeout_s",
+        ):
+            if key in table:
+                out[key] = self.number(table[key], ("gateway", key))
+                if out[key] <= 0 and key != "ping_interval_s":
+                    raise self.fail(("gateway", key), f"must be above 0, not {table[key]!r}")
+        base = GatewaySettings()
+        soft = out.get("soft_limit", base.soft_limit)
+        hard = out.get("hard_limit", base.hard_limit)
+        if soft > hard:
+            key = "soft_limit" if "soft_limit" in table else "hard_limit"
+            raise self.fail(
+                ("gateway", key), f"soft_limit ({soft}) must not be above hard_limit ({hard})"
+            )
+        return out
+
+    # -- [kafka]: the connection to Kafka (KafkaSettings) ----------------------------
+
+    def kafka(self, table: Any) -> KafkaSettings:
+        """``[kafka]``, then the ``CALLCOST_KAFKA_*`` environment variables over it;
+        an error names the file, line and key, or the variable."""
+        if not isinstance(table, dict):
+            raise self.fail(("kafka",), "must be a table")
+        if "sasl_password" in table:
+            raise self.fail(
+                ("kafka", "sasl_password"),
+                "a password is never written in the configuration: set the environment "
+                f"variable {KAFKA_PASSWORD_ENV}",
+            )
+        self.check_keys(table, _KAFKA_KEYS, ("kafka",))
+        values: dict[str, Any] = {}
+        #: where each value came from, to name it in an error
+        origin: dict[str, Callable[[str], ConfigError]] = {}
+        for key, raw in table.items():
+            path = ("kafka", key)
+
+            def at_key(message: str, path: tuple[Any, ...] = path) -> ConfigError:
+                return self.fail(path, message)
+
+            values[key] = self.kafka_value(key, raw, at_key, in_file=True)
+            origin[key] = at_key
+        for var, key in KAFKA_ENV.items():
+            text = self.environ.get(var, "").strip()
+            if not text:
+                continue
+
+            def at_var(message: str, var: str = var) -> ConfigError:
+                return ConfigError(f"{var}: {message}")
+
+            values[key] = self.kafka_value(key, text, at_var, in_file=False)
+            origin[key] = at_var
+        k = replace(KafkaSettings(), **values)
+        if k.uses_sasl and not k.sasl_username:
+            raise origin["security_protocol"](
+                f"{k.security_protocol} needs a user name: set kafka.sasl_username or "
+                "CALLCOST_KAFKA_SASL_USERNAME"
+            )
+        for key in ("sasl_mechanism", "sasl_username"):
+            if key in values and not k.uses_sasl:
+                raise origin[key](
+                    f"is set but security_protocol is {k.security_protocol}: SASL needs "
+                    "SASL_PLAINTEXT or SASL_SSL"
+                )
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"):
+            if key in values and not k.uses_ssl:
+                raise origin[key](
+                    f"is set but security_protocol is {k.security_protocol}: TLS needs SSL "
+                    "or SASL_SSL"
+                )
+        if k.ssl_keyfile and not k.ssl_certfile:
+            raise origin["ssl_keyfile"]("a private key needs its certificate (ssl_certfile)")
+        if k.uses_sasl:
+            return replace(k, sasl_password=self.environ.get(KAFKA_PASSWORD_ENV) or None)
+        return k
+
+    def kafka_value(
+        self, key: str, raw: Any, fail: Callable[[str], ConfigError], *, in_file: bool
+    ) -> Any:
+        """One [kafka] value, from the file (TOML types) or the environment (text)."""
+        if key == "ssl_check_hostname":
+            if isinstance(raw, bool):
+                return raw
+            if not in_file and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return raw.lower() in ("1", "true", "yes", "on")
+            raise fail(f"must be true or false, not {raw!r}")
+        if not isinstance(raw, str) or not raw.strip():
+            raise fail(f"must be a non-empty string, not {raw!r}")
+        if key in ("security_protocol", "sasl_mechanism"):
+            allowed = KAFKA_PROTOCOLS if key == "security_protocol" else KAFKA_MECHANISMS
+            if raw.upper() not in allowed:
+                raise fail(f"unknown {key.replace('_', ' ')} {raw!r} (one of {', '.join(allowed)})")
+            return raw.upper()
+        if key == "sasl_username":
+            return raw
+        name = os.path.expanduser(raw)  # a file: ssl_cafile, ssl_certfile, ssl_keyfile
+        if in_file and not os.path.isabs(name) and not self.source.startswith("<"):
+            name = os.path.join(os.path.dirname(os.path.abspath(self.source)), name)
+        name = os.path.abspath(name)
+        if not os.path.isfile(name):
+            raise fail(f"no such file {name!r}")
+        return name
+
+    # -- end of [kafka] ----------------------------------------------------------------
+
     def settings(self, doc: dict[str, Any]) -> Settings:
         self.check_keys(doc, _TOP_KEYS, ())
         defaults = self.rates(doc.get("defaults", {}), Rates(), ("defaults",))
@@ -523,6 +952,8 @@ class _Parser:
                 seen.add(r.name)
             rules = tuple(parsed)
         stream = self.stream(doc.get("stream", {}))
+        gateway = self.gateway(doc.get("gateway", {}))
+        kafka = self.kafka(doc.get("kafka", {}))
         sinks: tuple[Sink, ...] = ()
         if "sinks" in doc:
             if not isinstance(doc["sinks"], list):
@@ -544,5 +975,7 @@ class _Parser:
             rules=rules,
             stream=stream,
             sinks=sinks,
+            gateway=gateway,
+            kafka=kafka,
             source=self.source,
         )

@@ -15,6 +15,7 @@ PURE = [
     "callcost.streams.topics",
     "callcost.agents.alerts",
     "callcost.web.protocol",
+    "callcost.web.access",
     "callcost.web.control",
     "callcost.web.sinks",
 ]

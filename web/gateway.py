@@ -10,6 +10,7 @@ One ``websockets`` server serves both the websocket protocol at ``/ws`` and, thr
     POST /api/snoozes                        {"snooze": SNOOZE}  body: as the snooze op
     GET  /api/snoozes?centre=                {"snoozes": [...]}  the active ones
     GET  /api/centres                        {"centres": [{"centre", "timezone", ...}]}
+    GET  /api/whoami                         {"open", "name", "role", "permissions"}
     GET  /healthz                            200 when the Kafka readers caught up, else 503
     GET  /metrics                            Prometheus text
     GET  /, /wallboard, /supervisor, /alerts, /static/NAME   the pages, from web/static/
@@ -56,6 +57,32 @@ readers only append to outboxes. The outbox conflates figures updates when it fi
 and the connection is closed with 1013 when it overflows (see the protocol module).
 Likewise the readers only append to the sinks' queues: a slow or dead endpoint holds up
 its own queue and nothing else.
+
+Limits (``[gateway]`` of the settings, :class:`callcost.streams.config.GatewaySettings`;
+the protocol module lists what a client sees). What the gateway holds for one client is
+bounded whatever the client does: its outbox (``hard_limit`` messages, then 1013), the
+write buffer (``write_buffer_bytes``: the sender waits for the client to take the
+bytes, at most ``send_timeout_s``, then 1013; the websocket layer's own answers, pongs
+to a ping flood, stop being read past four times that while the client does not read),
+one incoming message (``max_frame_bytes``, fragments included, then 1009; at most 16
+waiting to be handled, then the socket is not read), a request's head and body
+(``max_request_bytes``), and the handshake's duration (``open_timeout_s``). A close
+the client does not complete is cut off after ``close_timeout_s``. Requests are rate
+limited per connection (token bucket: ``rate_limited``, then 1008); connections are
+capped in all (``max_connections``: 503) and per address (``max_connections_per_ip``).
+
+Access (``[gateway]`` tokens, origins, TLS; :mod:`callcost.web.access` decides, README
+"Security" explains). With tokens configured, ``_process_request`` refuses a websocket
+handshake without a valid token (``Authorization: Bearer`` or the subprotocol
+``callcost.token.TOKEN``) with 401, and one whose ``Origin`` is not allowed with 403,
+before the connection counts toward ``max_connections``; the token's role goes with the
+connection to its :class:`Session`, which answers ``forbidden`` to what the role may not
+do. The REST routes check ``Authorization: Bearer`` the same way (401/403), and a POST's
+``Origin``. Without tokens every request is allowed and the gateway says so loudly at
+start. No token is ever logged: the gateway logs no header nor query, and a filter
+(:class:`RedactTokens`) scrubs credentials from websockets' own log records (its debug
+log prints every request line and header) and, under ``callcost gateway``, from every
+record the process writes. With ``tls_cert`` and ``tls_key`` it serves TLS only.
 """
 
 from __future__ import annotations
@@ -70,12 +97,14 @@ import mimetypes
 import os
 import random
 import signal
+import ssl
 import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
@@ -85,9 +114,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from callcost.errors import CallcostError
-from callcost.streams.config import Settings, Sink, load_settings
+from callcost.errors import CallcostError, ConfigError
+from callcost.kafka_client import acheck as kafka_check
+from callcost.kafka_client import aiokafka_kwargs
+from callcost.streams.config import GatewaySettings, Settings, Sink, load_settings
 from callcost.streams.topics import ALERTS, CONTROL, FIGURES
+from callcost.web import access as a
 from callcost.web import control as c
 from callcost.web import protocol as p
 from callcost.web import sinks as sk
@@ -97,7 +129,8 @@ log = logging.getLogger("callcost.gateway")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 #: requests are small JSON objects; anything bigger is closed with 1009 by websockets
-MAX_FRAME = 64 * 1024
+#: (the default of ``[gateway] max_frame_bytes``)
+MAX_FRAME = GatewaySettings().max_frame_bytes
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -113,8 +146,13 @@ CONTENT_TYPES = {
 }
 JSON = "application/json"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-#: the largest HTTP request body (POST /api/alerts/ack, /api/snoozes)
-MAX_BODY = 64 * 1024
+#: the largest HTTP request body (POST /api/alerts/ack, /api/snoozes; the default of
+#: ``[gateway] max_request_bytes``)
+MAX_BODY = GatewaySettings().max_request_bytes
+#: the write buffer of a connection that does not read may hold this many times
+#: ``write_buffer_bytes`` of the websocket layer's own answers (pongs) before the
+#: connection is no longer read
+READ_PAUSE_FACTOR = 4
 #: a control write (ack, snooze, delivery record) gives up after this long (below the
 #: 10 s websockets gives a request, a POST's write included)
 CONTROL_WRITE_TIMEOUT_S = 5.0
@@ -139,7 +177,21 @@ ROUTES = (
     "/api/centres",
     "/healthz",
     "/metrics",
+    "/api/whoami",
 )
+#: the permission (callcost.web.access) each route needs; the others need none (the
+#: pages, /static/, /healthz), but /api/whoami needs a valid token
+PERMISSION_OF_ROUTE = {
+    ("GET", "/api/figures"): "figures",
+    ("GET", "/api/centres"): "figures",
+    ("GET", "/api/alerts"): "alerts",
+    ("GET", "/api/snoozes"): "alerts",
+    ("POST", "/api/alerts/ack"): "ack",
+    ("POST", "/api/snoozes"): "snooze",
+    ("GET", "/metrics"): "metrics",
+}
+#: what a 401 says to a client that sent no token
+NO_TOKEN = "this needs a token: 'Authorization: Bearer TOKEN'"
 
 
 def wall_ms() -> int:
@@ -213,6 +265,18 @@ class Metrics:
         self.conflated_closed = 0  # conflations of sessions already closed
         self.slow_closes = 0
         self.connections_total = 0
+        #: (http|websocket, unauthorized|forbidden|origin): refused by access control
+        self.auth_refused: Counter[tuple[str, str]] = Counter(
+            {
+                (k, r): 0
+                for k in ("http", "websocket")
+                for r in ("unauthorized", "forbidden", "origin")
+            }
+        )
+        self.send_timeouts = 0  # connections closed: one message not taken in time
+        self.rate_limit_closes = 0  # connections closed (1008): refused requests in a row
+        self.refused: Counter[str] = Counter({"too_many_connections": 0, "per_ip": 0})
+        self.reads_paused = 0  # connections not read because their pongs piled up
         self.control_writes: Counter[tuple[str, str]] = Counter(
             {(t, r): 0 for t in ("ack", "snooze", "sent") for r in ("ok", "error")}
         )  # (record type, ok|error)
@@ -297,6 +361,41 @@ def render_metrics(gateway: Gateway) -> str:
         "counter",
         "Connections closed (1013) because too many messages waited for them.",
         [("", m.slow_closes)],
+    )
+    metric(
+        "callcost_gateway_send_timeouts_total",
+        "counter",
+        "Connections closed (1013) because one message waited send_timeout_s for the client.",
+        [("", m.send_timeouts)],
+    )
+    metric(
+        "callcost_gateway_rate_limit_closes_total",
+        "counter",
+        "Connections closed (1008) for sending on after request_burst refused requests.",
+        [("", m.rate_limit_closes)],
+    )
+    metric(
+        "callcost_gateway_connections_refused_total",
+        "counter",
+        "Connections refused: too_many_connections (handshake answered 503), per_ip "
+        "(closed at once).",
+        [(f'{{reason="{_label(r)}"}}', n) for r, n in sorted(m.refused.items())],
+    )
+    metric(
+        "callcost_gateway_reads_paused_total",
+        "counter",
+        "Times a connection was not read while its unread pongs filled the write buffer.",
+        [("", m.reads_paused)],
+    )
+    metric(
+        "callcost_gateway_auth_refused_total",
+        "counter",
+        "Requests refused by access control, by kind (http, websocket handshake) and reason "
+        "(unauthorized: 401, forbidden: 403 for the role, origin: 403 for the Origin).",
+        [
+            (f'{{kind="{_label(k)}",reason="{_label(r)}"}}', n)
+            for (k, r), n in sorted(m.auth_refused.items())
+        ],
     )
     metric(
         "callcost_gateway_http_requests_total",
@@ -406,8 +505,11 @@ class TopicReader:
         *,
         raw: bool = False,
         on_caught_up: Callable[[], None] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        #: the connection's security (callcost.kafka_client.aiokafka_kwargs)
+        self.client_kwargs = dict(client_kwargs or {})
         self.topic = topic
         #: with ``raw`` it receives the records themselves (key, value, partition, offset)
         self.handle = handle
@@ -447,6 +549,7 @@ class TopicReader:
                 auto_offset_reset="earliest",
                 # the worker may publish in transactions: never show aborted figures
                 isolation_level="read_committed",
+                **self.client_kwargs,
             )
             try:
                 await consumer.start()
@@ -517,9 +620,13 @@ class KafkaControlWriter:
     acknowledged is a record the next gateway reads.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, client_kwargs: dict[str, Any] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        #: the connection's security (callcost.kafka_client.aiokafka_kwargs)
+        self.client_kwargs = dict(client_kwargs or {})
         self._producer: Any = None
         self._lock = asyncio.Lock()
 
@@ -534,6 +641,7 @@ class KafkaControlWriter:
                     acks="all",
                     enable_idempotence=True,
                     request_timeout_ms=int(CONTROL_WRITE_TIMEOUT_S * 1000),
+                    **self.client_kwargs,
                 )
                 try:
                     await producer.start()
@@ -682,31 +790,93 @@ class SinkWorker:
 
 
 class _Connection(ServerConnection):
-    """A websockets connection that also takes HTTP request bodies.
+    """A websockets connection that also takes HTTP request bodies, and keeps what it
+    holds for its client bounded.
 
     ``websockets`` serves plain HTTP through ``process_request`` but refuses a request
     with a body. This reads a request's head and, when it announces one, its body
-    (``Content-Length``, at most :data:`MAX_BODY`), keeps the body in :attr:`body`, and
-    hands websockets the head without it.
+    (``Content-Length``, at most ``max_request_bytes``), keeps the body in :attr:`body`,
+    and hands websockets the head without it.
+
+    It also counts the connections of each address (``max_connections_per_ip``: one
+    more is closed at once), and stops reading a websocket whose write buffer holds more
+    than :data:`READ_PAUSE_FACTOR` times ``write_buffer_bytes``: websockets answers
+    every ping with a pong written at once, so a client that sends pings and reads
+    nothing would otherwise grow the buffer without end.
+
+    :meth:`Gateway.start` makes a subclass whose :attr:`gateway` is set.
     """
+
+    gateway: ClassVar[Gateway]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.body: bytes | None = None
+        #: who the websocket handshake's token says the client is (set by the gateway)
+        self.principal: a.Principal | None = None
         self._head: bytearray | None = bytearray()
         self._continued = False
         self._refused = False
+        #: the peer's address, once counted toward its per-address limit
+        self.ip: str | None = None
+        #: counted toward max_connections (the websocket handshake was let through)
+        self.admitted = False
+        self._paused_for_writes = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        gateway = self.gateway
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        self.ip = ip
+        gateway.per_ip[ip] += 1
+        limit = gateway.limits.max_connections_per_ip
+        if limit and gateway.per_ip[ip] > limit:
+            gateway.metrics.refused["per_ip"] += 1
+            self._refused = True
+            self._head = bytearray()
+            self.transport.abort()  # before reading anything: nothing is held for it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        gateway = self.gateway
+        if self.ip is not None:
+            gateway.per_ip[self.ip] -= 1
+            if gateway.per_ip[self.ip] <= 0:
+                del gateway.per_ip[self.ip]
+            self.ip = None
+        if self.admitted:
+            self.admitted = False
+            gateway.websockets_admitted -= 1
+        super().connection_lost(exc)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._paused_for_writes:
+            self._paused_for_writes = False
+            # unless the incoming queue is full (then websockets resumes reading)
+            if not self.recv_messages.paused:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if self._head is None:
             super().data_received(data)
+            limit = READ_PAUSE_FACTOR * self.gateway.limits.write_buffer_bytes
+            if (
+                not self._paused_for_writes
+                and self.transport.get_write_buffer_size() > limit
+                and not self.transport.is_closing()
+            ):
+                self._paused_for_writes = True
+                self.gateway.metrics.reads_paused += 1
+                self.transport.pause_reading()
             return
+        max_body = self.gateway.limits.max_request_bytes
         self._head += data
         end = self._head.find(b"\r\n\r\n")
         if end < 0:
-            if len(self._head) > 2 * MAX_BODY:
+            if len(self._head) > 2 * max_body:
                 self._pass(bytes(self._head))  # websockets answers it
             return
         head, rest = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
@@ -728,8 +898,8 @@ class _Connection(ServerConnection):
                 kept.append(line)
         if chunked:
             self._refuse(411, "length_required", "send the body with a Content-Length")
-        elif length > MAX_BODY:
-            self._refuse(413, "too_large", f"a request body is at most {MAX_BODY} bytes")
+        elif length > max_body:
+            self._refuse(413, "too_large", f"a request body is at most {max_body} bytes")
         elif length == 0:
             self._pass(b"\r\n".join(kept) + rest)
         elif len(rest) < length:
@@ -765,6 +935,8 @@ class _Client:
         self.session = session
         self.wakeup = asyncio.Event()
         self.closing: asyncio.Task[None] | None = None
+        #: the centres of its figures subscriptions (``Gateway._figures_clients``)
+        self.centres: frozenset[str] = frozenset()
 
     def poke(self) -> None:
         """Something was queued: wake the sender, or drop a client that fell behind."""
@@ -776,11 +948,22 @@ class _Client:
                     self.ws.remote_address,
                     self.session.pending,
                 )
-                self.closing = asyncio.create_task(
-                    self.ws.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
-                )
+                self.drop(CloseCode.TRY_AGAIN_LATER, "client too slow")
         else:
             self.wakeup.set()
+
+    def drop(self, code: int, reason: str) -> None:
+        """Close the connection with ``code``; a client that does not take the close
+        frame within ``close_timeout_s`` (its TCP window is full) is cut off."""
+        if self.closing is None:
+            self.closing = asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(self.gateway.limits.close_timeout_s):
+                await self.ws.close(code, reason)
+        except TimeoutError:
+            self.ws.transport.abort()
 
 
 class Gateway:
@@ -791,9 +974,11 @@ class Gateway:
     own entry points), for embedding and tests of the websocket and HTTP layers; control
     writes then go to memory (:class:`LocalControlWriter`).
 
-    ``settings`` gives the webhook sinks (``[[sinks]]``) and, for their text, each
-    centre's currency and time zone. ``clock`` (ms since the epoch) is the only source
-    of time for acks, snoozes and the sinks' replay horizon.
+    ``settings`` gives the webhook sinks (``[[sinks]]``), for their text each centre's
+    currency and time zone, and the limits (``[gateway]``); ``limits`` replaces those,
+    and ``max_subscriptions``, ``soft_limit`` and ``hard_limit``, when given, replace
+    theirs. ``clock`` (ms since the epoch) is the only source of time for acks, snoozes
+    and the sinks' replay horizon.
     """
 
     def __init__(
@@ -808,9 +993,10 @@ class Gateway:
         settings: Settings | None = None,
         clock: Callable[[], int] = wall_ms,
         static_dir: Path = STATIC_DIR,
-        max_subscriptions: int = p.MAX_SUBSCRIPTIONS,
-        soft_limit: int = p.SOFT_LIMIT,
-        hard_limit: int = p.HARD_LIMIT,
+        limits: GatewaySettings | None = None,
+        max_subscriptions: int | None = None,
+        soft_limit: int | None = None,
+        hard_limit: int | None = None,
         sink_tick_s: float = 1.0,
     ) -> None:
         self.bootstrap = bootstrap
@@ -823,19 +1009,39 @@ class Gateway:
         self.clock = clock
         self.sink_tick_s = sink_tick_s
         self.static_dir = static_dir.resolve()
-        self.session_limits = {
+        overrides = {
             "max_subscriptions": max_subscriptions,
             "soft_limit": soft_limit,
             "hard_limit": hard_limit,
         }
+        self.limits: GatewaySettings = replace(
+            limits if limits is not None else self.settings.gateway,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+        self.session_limits = {
+            "max_subscriptions": self.limits.max_subscriptions,
+            "soft_limit": self.limits.soft_limit,
+            "hard_limit": self.limits.hard_limit,
+        }
+        #: open TCP connections by peer address (``max_connections_per_ip``)
+        self.per_ip: Counter[str] = Counter()
+        #: websocket handshakes let through and not closed yet (``max_connections``)
+        self.websockets_admitted = 0
         self.figures = p.FigureStore()
         self.alerts = p.AlertStore()
         self.control = c.ControlStore()
         self.metrics = Metrics()
         self.clients: set[_Client] = set()
+        #: centre -> the clients with a figures subscription to it: a figures message
+        #: visits its subscribers only, not every connection (issue 7, fan-out)
+        self._figures_clients: dict[str, set[_Client]] = {}
         self.readers: dict[str, TopicReader] = {}
+        #: every Kafka client's security, from [kafka] and CALLCOST_KAFKA_* (settings)
+        self.kafka_kwargs: dict[str, Any] = aiokafka_kwargs(self.settings) if bootstrap else {}
         self.writer: KafkaControlWriter | LocalControlWriter = (
-            KafkaControlWriter(bootstrap, control_topic) if bootstrap else LocalControlWriter()
+            KafkaControlWriter(bootstrap, control_topic, self.kafka_kwargs)
+            if bootstrap
+            else LocalControlWriter()
         )
         sinks = self.settings.sinks
         self.dispatcher = sk.Dispatcher(sinks, self.control, clock(), ready=not bootstrap)
@@ -845,10 +1051,21 @@ class Gateway:
         self._server: Server | None = None
         self._started = time.monotonic()
         self._bad_logged: Counter[str] = Counter()
+        # access: from the settings' [gateway] (never from ``limits``, so that a test or
+        # an embedder that replaces the limits cannot drop the tokens by mistake)
+        access = self.settings.gateway
+        self.authenticator = a.Authenticator(access.tokens)
+        self.tls = access.tls_cert is not None
+        self.origin_policy = a.OriginPolicy(access.origins, tls=self.tls)
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        limits = self.limits
+        connection_class = type("_GatewayConnection", (_Connection,), {"gateway": self})
+        ssl_context = self._ssl_context()
+        for name in ("websockets.server", "callcost.gateway"):
+            install_redaction(logging.getLogger(name))
         try:
             self._server = await serve(
                 self._handler,
@@ -860,13 +1077,43 @@ class Gateway:
                 # compressed frame between connections, each has its own context). The
                 # frames are small JSON on a LAN; CPU on fan-out matters more than bytes.
                 compression=None,
-                max_size=MAX_FRAME,
-                create_connection=_Connection,
+                # one message, whole or in fragments (at most 4096 of them, websockets)
+                max_size=limits.max_frame_bytes,
+                open_timeout=limits.open_timeout_s,
+                ping_interval=limits.ping_interval_s or None,
+                ping_timeout=limits.ping_timeout_s,
+                close_timeout=limits.close_timeout_s,
+                write_limit=limits.write_buffer_bytes,
+                create_connection=connection_class,
+                # a burst of connections waits in the kernel's queue, not refused
+                backlog=4096,
+                ssl=ssl_context,
+                # callcost.v1 when offered, never a token's subprotocol, and no error when
+                # none is offered (websockets' own negotiation refuses that)
+                select_subprotocol=lambda _conn, offered: a.select_subprotocol(offered),
             )
         except OSError as exc:
             raise CallcostError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self._started = time.monotonic()
+        if self.authenticator.open:
+            log.warning(
+                "NO ACCESS CONTROL: %s has no [[gateway.tokens]]; anyone who reaches "
+                "%s:%d reads every figure and alert, and acknowledges and snoozes alerts. "
+                "Configure tokens (README, Security).",
+                self.settings.source,
+                self.host,
+                self.port,
+            )
+        else:
+            roles = Counter(t.role for t in self.authenticator.tokens)
+            log.info(
+                "access control: %d token(s) (%s); origins: own host%s; %s",
+                len(self.authenticator.tokens),
+                ", ".join(f"{n} {r}" for r, n in sorted(roles.items())),
+                "".join(f", {o}" for o in self.settings.gateway.origins),
+                "TLS" if self.tls else "no TLS",
+            )
         self.dispatcher = sk.Dispatcher(
             self.settings.sinks, self.control, self.clock(), ready=not self.bootstrap
         )
@@ -877,12 +1124,19 @@ class Gateway:
                 self._ingest_control_records,
                 raw=True,
                 on_caught_up=self._release_sinks,
+                client_kwargs=self.kafka_kwargs,
             )
             self.readers[self.figures_topic] = TopicReader(
-                self.bootstrap, self.figures_topic, self.ingest_figures
+                self.bootstrap,
+                self.figures_topic,
+                self.ingest_figures,
+                client_kwargs=self.kafka_kwargs,
             )
             self.readers[self.alerts_topic] = TopicReader(
-                self.bootstrap, self.alerts_topic, self.ingest_alerts
+                self.bootstrap,
+                self.alerts_topic,
+                self.ingest_alerts,
+                client_kwargs=self.kafka_kwargs,
             )
             for topic, reader in self.readers.items():
                 self._tasks.append(asyncio.create_task(reader.run(), name=f"reader {topic}"))
@@ -955,9 +1209,30 @@ class Gateway:
                 self._bad(self.figures_topic, exc)
         for message in newest.values():
             update = p.FiguresUpdate(message)
-            for client in list(self.clients):
+            for client in list(self._figures_clients.get(message.centre, ())):
                 if client.session.on_figures(update):
                     client.poke()
+
+    def _index(self, client: _Client, *, gone: bool = False) -> None:
+        """Bring ``_figures_clients`` in step with ``client``'s subscriptions (after
+        each request it made; ``gone``: it disconnected)."""
+        centres = frozenset(
+            ()
+            if gone
+            else (s.centre for s in client.session.subscriptions.values()
+                  if s.channel == "figures" and s.centre is not None)
+        )  # fmt: skip
+        if centres == client.centres:
+            return
+        for centre in client.centres - centres:
+            group = self._figures_clients.get(centre)
+            if group is not None:
+                group.discard(client)
+                if not group:
+                    del self._figures_clients[centre]
+        for centre in centres - client.centres:
+            self._figures_clients.setdefault(centre, set()).add(client)
+        client.centres = centres
 
     def ingest_alerts(self, values: Iterable[bytes | str | None]) -> None:
         """Apply ``cost-alerts`` message values, sending each new one to the clients."""
@@ -1062,14 +1337,48 @@ class Gateway:
     # ----------------------------------------------------------------- websocket
 
     async def _handler(self, ws: ServerConnection) -> None:
-        session = p.Session(self.figures, self.alerts, self.control, **self.session_limits)
+        principal = getattr(ws, "principal", None)
+        if principal is None and self.authenticator.open:
+            principal = a.OPEN
+        if principal is None:  # a handshake that did not pass _check_handshake
+            await ws.close(CloseCode.POLICY_VIOLATION, "unauthorized")
+            return
+        session = p.Session(
+            self.figures,
+            self.alerts,
+            self.control,
+            **self.session_limits,
+            permissions=None if principal is a.OPEN else principal.permissions,
+            role=principal.role,
+        )
         client = _Client(self, ws, session)
         self.clients.add(client)
         self.metrics.connections_total += 1
+        limiter = p.RequestLimiter(self.limits.max_requests_per_s, self.limits.request_burst)
         sender = asyncio.create_task(self._sender(client))
         try:
             async for frame in ws:
+                if not limiter.take(time.monotonic()):
+                    if limiter.abusive:
+                        self.metrics.rate_limit_closes += 1
+                        log.warning(
+                            "closing %s: %d requests above the rate limit in a row",
+                            ws.remote_address,
+                            limiter.refused_in_a_row,
+                        )
+                        client.drop(CloseCode.POLICY_VIOLATION, "request rate limit")
+                        break
+                    session.refuse(
+                        frame,
+                        "rate_limited",
+                        f"more than {self.limits.max_requests_per_s:g} requests per second "
+                        f"(bursts of {self.limits.request_burst}); this one was not handled",
+                    )
+                    self.metrics.errors["rate_limited"] += 1
+                    client.poke()
+                    continue
                 reply = session.receive(frame, self.clock())
+                self._index(client)
                 if isinstance(reply, p.PendingWrite):
                     # the next request is read once this one is answered: replies
                     # keep the order of the requests
@@ -1081,6 +1390,7 @@ class Gateway:
             pass
         finally:
             self.clients.discard(client)
+            self._index(client, gone=True)
             self.metrics.conflated_closed += session.conflated
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -1101,6 +1411,7 @@ class Gateway:
 
     async def _sender(self, client: _Client) -> None:
         session, ws, sent = client.session, client.ws, self.metrics.sent
+        send_timeout_s = self.limits.send_timeout_s
         try:
             while True:
                 await client.wakeup.wait()
@@ -1111,7 +1422,18 @@ class Gateway:
                         break
                     # send() waits while the client's TCP buffer is full: only this
                     # task waits, and the outbox behind it conflates or overflows.
-                    await ws.send(p.encode(message), text=True)
+                    try:
+                        async with asyncio.timeout(send_timeout_s):
+                            await ws.send(p.encode(message), text=True)
+                    except TimeoutError:
+                        self.metrics.send_timeouts += 1
+                        self.metrics.slow_closes += 1
+                        log.warning(
+                            "closing %s: a message waited %gs for it", ws.remote_address,
+                            send_timeout_s,
+                        )  # fmt: skip
+                        client.drop(CloseCode.TRY_AGAIN_LATER, "client too slow")
+                        return
                     sent[message["type"]] += 1
         except ConnectionClosed:
             pass
@@ -1123,7 +1445,10 @@ class Gateway:
         url = urlsplit(request.path)
         path = url.path
         if path == "/ws":
-            return None  # the websocket handshake goes on
+            refused = self._check_handshake(connection, request, url)
+            if refused is not None:
+                return refused
+            return self._admit(connection)
         route = path if path in ROUTES else ("/static" if path.startswith("/static/") else "other")
         methods = METHODS.get(path, ("GET",))
         if request.method not in methods:
@@ -1133,16 +1458,175 @@ class Gateway:
                 f"{p.show(request.method)} is not allowed; use {' or '.join(methods)}",
                 Allow=", ".join(methods),
             )
-        elif request.method == "POST":
-            body = getattr(connection, "body", None)
-            return self._post(route, path, body or b"")
         else:
-            try:
-                resp = self._route(path, parse_qs(url.query, keep_blank_values=True))
-            except p.RequestError as exc:
-                resp = error_response(400, exc.code, exc.message)
+            principal, denied = self._authorize(connection, request, url, path)
+            if denied is not None:
+                resp = denied
+            elif request.method == "POST":
+                body = getattr(connection, "body", None)
+                return self._post(route, path, body or b"")
+            else:
+                try:
+                    query = parse_qs(url.query, keep_blank_values=True)
+                    if path == "/api/whoami" and principal is not None:
+                        resp = self._whoami(principal, query)
+                    else:
+                        resp = self._route(path, query)
+                except p.RequestError as exc:
+                    resp = error_response(400, exc.code, exc.message)
         self.metrics.http[(route, resp.status_code)] += 1
         return resp
+
+    # ----------------------------------------------------------------- access
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        access = self.settings.gateway
+        if access.tls_cert is None or access.tls_key is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(access.tls_cert, access.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{self.settings.source}: gateway.tls_cert, gateway.tls_key: cannot load "
+                f"{access.tls_cert!r} with {access.tls_key!r}: {exc}"
+            ) from None
+        return context
+
+    def _principal(
+        self, connection: ServerConnection, request: Request, url: Any, subprotocols: list[str]
+    ) -> tuple[a.Principal | None, str]:
+        """Who the request's token says it is, or None and why not (never the token)."""
+        if self.authenticator.open:
+            return a.OPEN, ""
+        authorization = request.headers.get_all("Authorization")
+        try:
+            if len(authorization) > 1:
+                raise a.CredentialError("more than one Authorization header")
+            token = a.presented_token(
+                authorization[0] if authorization else None,
+                subprotocols,
+                parse_qs(url.query, keep_blank_values=True),
+            )
+        except a.CredentialError as exc:
+            return None, str(exc)
+        if token is None:
+            if url.path == "/ws":
+                return None, f"{NO_TOKEN}, or the subprotocol '{a.TOKEN_SUBPROTOCOL}TOKEN'"
+            return None, NO_TOKEN
+        principal = self.authenticator.authenticate(token)
+        if principal is None:
+            return None, "the token is not valid"
+        return principal, ""
+
+    def _refuse(
+        self,
+        kind: str,
+        reason: str,
+        connection: ServerConnection,
+        request: Request,
+        status: int,
+        message: str,
+    ) -> Response:
+        """A 401 or 403, counted and logged: the path without its query, never a header."""
+        self.metrics.auth_refused[(kind, reason)] += 1
+        path = urlsplit(request.path).path
+        log.info(
+            "refused %s %s from %s: %d %s",
+            request.method,
+            p.show(path),
+            connection.remote_address,
+            status,
+            message,
+        )
+        if status == 401:
+            challenge = 'Bearer realm="callcost"'
+            if message == "the token is not valid":
+                challenge += ', error="invalid_token"'
+            return error_response(401, "unauthorized", message, WWW_Authenticate=challenge)
+        return error_response(status, "forbidden", message)
+
+    def _origin_refused(
+        self, kind: str, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        origins = request.headers.get_all("Origin")
+        hosts = request.headers.get_all("Host")
+        origin = None if not origins else origins[0] if len(origins) == 1 else ""
+        if self.origin_policy.allows(origin, hosts[0] if len(hosts) == 1 else None):
+            return None
+        return self._refuse(
+            kind,
+            "origin",
+            connection,
+            request,
+            403,
+            f"the origin {p.show(origin)} may not use this gateway; the gateway's own host "
+            "and [gateway] origins may",
+        )
+
+    def _check_handshake(
+        self, connection: ServerConnection, request: Request, url: Any
+    ) -> Response | None:
+        """None when the websocket handshake may go on (its principal kept on the
+        connection); else 403 (``Origin``) or 401 (token)."""
+        refused = self._origin_refused("websocket", connection, request)
+        if refused is not None:
+            return refused
+        offered = a.offered_subprotocols(request.headers.get_all("Sec-WebSocket-Protocol"))
+        principal, problem = self._principal(connection, request, url, offered)
+        if principal is None:
+            return self._refuse("websocket", "unauthorized", connection, request, 401, problem)
+        if isinstance(connection, _Connection):
+            connection.principal = principal
+        return None
+
+    def _authorize(
+        self, connection: ServerConnection, request: Request, url: Any, path: str
+    ) -> tuple[a.Principal | None, Response | None]:
+        """(who, None) when the HTTP request may be served, else (who, a 401 or 403)."""
+        if request.method == "POST":
+            refused = self._origin_refused("http", connection, request)
+            if refused is not None:
+                return None, refused
+        needed = PERMISSION_OF_ROUTE.get((request.method, path))
+        if needed is None and path != "/api/whoami":
+            return None, None  # a page, a static file, /healthz, or a 404
+        principal, problem = self._principal(connection, request, url, [])
+        if principal is None:
+            return None, self._refuse("http", "unauthorized", connection, request, 401, problem)
+        if needed is not None and not principal.can(needed):
+            return principal, self._refuse(
+                "http",
+                "forbidden",
+                connection,
+                request,
+                403,
+                f"the role {p.show(principal.role)} may not use {request.method} {path}",
+            )
+        return principal, None
+
+    def _whoami(self, principal: a.Principal, query: dict[str, list[str]]) -> Response:
+        if query:
+            name = sorted(query)[0]
+            return error_response(400, "unknown_parameter", f"no parameter {p.show(name)}")
+        return json_response(200, principal.describe())
+
+    def _admit(self, connection: ServerConnection) -> Response | None:
+        """None: the websocket handshake goes on; else 503 (``max_connections``)."""
+        limit = self.limits.max_connections
+        if self.websockets_admitted >= limit:
+            self.metrics.refused["too_many_connections"] += 1
+            return error_response(
+                503,
+                "too_many_connections",
+                f"the gateway serves at most {limit} websocket connections; try again later",
+                Retry_After="5",
+            )
+        if isinstance(connection, _Connection) and not connection.admitted:
+            connection.admitted = True  # counted off when it closes
+            self.websockets_admitted += 1
+        return None
 
     async def _post(self, route: str, path: str, body: bytes) -> Response:
         """``POST /api/alerts/ack`` and ``POST /api/snoozes``: a control write."""
@@ -1300,16 +1784,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TOML settings: [[sinks]], centres' currency and time zone "
         "(default: $CALLCOST_CONFIG, else built-in defaults)",
     )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning"),
+        help="debug also shows websockets' own log, every request and header (tokens "
+        "redacted); %(default)s",
+    )
+
+
+class RedactTokens(logging.Filter):
+    """Scrubs credentials (:func:`callcost.web.access.redact`) from a log record's
+    message and traceback: websockets' debug log prints every request line and header,
+    and an exception's text may quote a header."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        clean = a.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            clean = a.redact(text)
+            if clean != text:
+                record.exc_info, record.exc_text = None, clean
+        elif record.exc_text:
+            record.exc_text = a.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = a.redact(record.stack_info)
+        return True
+
+
+def install_redaction(target: logging.Logger | logging.Handler) -> None:
+    """Add a :class:`RedactTokens` to a logger (its own records) or a handler (every
+    record it writes), once."""
+    if not any(isinstance(f, RedactTokens) for f in target.filters):
+        target.addFilter(RedactTokens())
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    # websockets logs every HTTP response and connection at INFO: too chatty for /metrics
-    # scrapes and health checks
-    logging.getLogger("websockets.server").setLevel(logging.WARNING)
+    level = getattr(logging, str(getattr(args, "log_level", "info")).upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        install_redaction(handler)  # whatever logger a record comes from
+    logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    if level > logging.DEBUG:
+        # websockets logs every HTTP response and connection at INFO: too chatty for
+        # /metrics scrapes and health checks
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
     return asyncio.run(_main(args))
 
 
@@ -1319,6 +1844,8 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     settings = load_settings(args.config)  # a bad configuration stops start-up
+    # credentials the broker refuses stop start-up too (no broker yet: the readers wait)
+    await kafka_check(args.bootstrap, settings)
     gateway = Gateway(
         args.bootstrap,
         args.host,
@@ -1330,7 +1857,8 @@ async def _main(args: argparse.Namespace) -> int:
     )
     await gateway.start()
     print(
-        f"callcost gateway: http://{args.host}:{gateway.port}/ (websocket /ws), "
+        f"callcost gateway: {'https' if gateway.tls else 'http'}://{args.host}:{gateway.port}/ "
+        f"(websocket /ws{', tokens required' if not gateway.authenticator.open else ''}), "
         f"reading {args.figures_topic}, {args.alerts_topic} and {args.control_topic} from "
         f"{args.bootstrap}; {len(settings.sinks)} webhook sink(s)",
         file=sys.stderr,

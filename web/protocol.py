@@ -157,8 +157,8 @@ Requests
 
 ``sub`` (optional on both): the subscription id, a string of 1-64 characters chosen by
 the client; when absent the server assigns one, ``"s1"``, ``"s2"``, ... (clients that
-choose their own should not use that form). At most 64 subscriptions per connection, and
-one subscription per channel and set of filters.
+choose their own should not use that form). At most ``max_subscriptions`` (64)
+subscriptions per connection, and one subscription per channel and set of filters.
 
 ``{"op": "unsubscribe", "sub": ID}`` or ``{"op": "unsubscribe", "channel": ...,
 "centre": ..., "scope": ..., "window": ...}`` (the same fields as the subscription)
@@ -175,7 +175,66 @@ one subscription per channel and set of filters.
     loses nothing since an update is the whole state); alerts and replies are never
     dropped. A client that falls further behind (more than ``hard_limit`` messages
     waiting) is disconnected with close code 1013 (try again later); it should reconnect
-    and subscribe again.
+    and subscribe again: the snapshots then hold the current figures and the alerts
+    firing now, so nothing it missed is lost.
+
+Limits
+------
+
+Each is a key of the ``[gateway]`` section of the settings (default in brackets):
+
+- a message bigger than ``max_frame_bytes`` (64 KiB), whole or in fragments, closes the
+  connection with 1009 (message too big); a text frame that is not UTF-8 with 1007;
+- ``max_subscriptions`` (64) per connection: ``too_many_subscriptions``;
+- requests: ``max_requests_per_s`` (20) on average, in bursts of up to
+  ``request_burst`` (100); a request above that is not handled and gets the error
+  ``rate_limited`` (the connection stays open); a client with more than
+  ``request_burst`` requests refused in a row (it ignores the errors) is closed with 1008
+  (policy violation);
+- ``soft_limit`` (64) and ``hard_limit`` (1024) messages waiting to be sent: figures
+  conflated, then close 1013 (above); a message the client does not take for
+  ``send_timeout_s`` (30) closes with 1013 too;
+- keepalive: a ping every ``ping_interval_s`` (20); no pong within ``ping_timeout_s``
+  (20) closes with 1011;
+- ``max_connections`` (10000) websocket connections: the handshake of one more is
+  answered ``503`` ``{"error": "too_many_connections"}`` with ``Retry-After``;
+  ``max_connections_per_ip`` (0: none) TCP connections from one address: one more is
+  closed at once;
+- the opening handshake must be done within ``open_timeout_s`` (10).
+
+A client that is closed should reconnect with backoff and subscribe again.
+
+Access
+------
+
+When the gateway has tokens (``[[gateway.tokens]]``; README "Security"), the handshake
+must carry one: ``Authorization: Bearer TOKEN``, or, from a browser (which cannot set
+headers on a websocket), the subprotocol ``callcost.token.TOKEN`` offered next to
+``callcost.v1``::
+
+    new WebSocket(url, ["callcost.v1", "callcost.token." + token])
+
+The server selects ``callcost.v1`` (never the token's subprotocol). A token in the
+address (``?token=``) is refused: addresses are logged. A handshake without a valid
+token is answered ``401`` ``{"error": "unauthorized"}``; one whose ``Origin`` is not
+allowed (not the gateway's own host nor one of ``[gateway] origins``) ``403``
+``{"error": "forbidden"}``. The token's role then decides what the connection may do:
+
+=====================================  ===========================================
+``subscribe`` to ``figures``           ``wallboard``, ``supervisor``, ``admin``
+``subscribe`` to ``alerts``            ``supervisor``, ``admin``
+``ack``, ``snooze``, ``unsnooze``      ``supervisor``, ``admin``
+``ping``, ``unsubscribe``              every role
+=====================================  ===========================================
+
+A request the role may not make gets the error ``forbidden`` and the connection stays
+open. Without tokens configured everything is allowed. The same roles guard the HTTP
+routes (401 ``unauthorized`` without a valid ``Authorization: Bearer``, 403
+``forbidden`` for a route the role may not use): ``/api/figures`` and ``/api/centres``
+need ``figures``; ``GET /api/alerts`` and ``GET /api/snoozes`` ``alerts``;
+``POST /api/alerts/ack`` ``ack``; ``POST /api/snoozes`` ``snooze``; ``/metrics`` the
+role ``admin`` or ``metrics``. ``GET /api/whoami`` answers ``{"open", "name", "role",
+"permissions"}`` for any valid token. The pages, ``/static/``, and ``/healthz`` need none.
 
 Errors
 ------
@@ -197,12 +256,16 @@ the request carried a string ``sub``, and ``TEXT`` names the value at fault. COD
 ``unknown_scope``          ``scope`` is not ``centre``, ``queue``, ``channel``, ``direction``
 ``duplicate_sub``          the ``sub`` id is already in use on this connection
 ``already_subscribed``     a subscription with the same channel/centre/scope/window exists
-``too_many_subscriptions`` the connection already has 64 subscriptions
+``too_many_subscriptions`` the connection already has ``max_subscriptions`` subscriptions
+``rate_limited``           the request came above the rate limit and was not handled
 ``unknown_sub``            ``unsubscribe`` names no subscription of this connection
 ``unknown_alert``          ``ack`` names an alert id the gateway has never seen
 ``not_firing``             ``ack`` names an alert that is not firing (it resolved)
 ``unavailable``            the record could not be written to ``callcost-control`` (Kafka
                            down): nothing changed, try again
+``forbidden``              the connection's token has a role that may not make this request
+                           (HTTP: 403; also a refused ``Origin``)
+``unauthorized``           HTTP only (401): no valid token where the gateway needs one
 =========================  =================================================================
 """
 
@@ -243,11 +306,14 @@ ERRORS: dict[str, str] = {
     "duplicate_sub": "the sub id is already in use on this connection",
     "already_subscribed": "the same subscription exists on this connection",
     "too_many_subscriptions": "the connection has reached its subscription limit",
+    "rate_limited": "the request came above the rate limit and was not handled",
     "unknown_sub": "no such subscription on this connection",
     "unknown_parameter": "an HTTP query parameter is not one the path takes",
     "unknown_alert": "ack names no alert the gateway knows",
     "not_firing": "ack names an alert that is not firing (any more)",
     "unavailable": "the control topic could not be written; try again",
+    "forbidden": "the token's role may not make this request",
+    "unauthorized": "no valid token (HTTP 401)",
 }
 
 MAX_SUBSCRIPTIONS = 64
@@ -255,6 +321,10 @@ MAX_SUBSCRIPTIONS = 64
 SOFT_LIMIT = 64
 #: a client with more than this many messages waiting is disconnected (close code 1013)
 HARD_LIMIT = 1024
+
+#: requests per second per connection on average, and the burst above it
+MAX_REQUESTS_PER_S = 20.0
+REQUEST_BURST = 100
 
 _CENTRE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: alert ids, rules and keys in requests
@@ -751,6 +821,67 @@ def control_request(
     return PendingWrite(op, record, "unsnoozed" if cancelled else "snoozed")
 
 
+class RequestLimiter:
+    """A token bucket for one connection's requests: ``rate_per_s`` on average, up to
+    ``burst`` at once. Time is an argument (seconds on any monotonic clock).
+
+    :meth:`take` says whether a request may be handled; :attr:`refused_in_a_row` counts
+    the requests refused since the last one taken, and :attr:`abusive` is true once
+    more than ``burst`` were refused in a row (the client ignores the errors).
+    """
+
+    __slots__ = ("_at_s", "_tokens", "burst", "rate_per_s", "refused_in_a_row")
+
+    def __init__(self, rate_per_s: float = MAX_REQUESTS_PER_S, burst: int = REQUEST_BURST) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError(f"rate_per_s must be > 0 and burst >= 1, not {rate_per_s}, {burst}")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at_s: float | None = None
+        self.refused_in_a_row = 0
+
+    def take(self, now_s: float) -> bool:
+        if self._at_s is not None and now_s > self._at_s:
+            self._tokens = min(self.burst, self._tokens + (now_s - self._at_s) * self.rate_per_s)
+        if self._at_s is None or now_s > self._at_s:
+            self._at_s = now_s
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.refused_in_a_row = 0
+            return True
+        self.refused_in_a_row += 1
+        return False
+
+    @property
+    def abusive(self) -> bool:
+        return self.refused_in_a_row > self.burst
+
+
+#: what each permission allows, for the ``forbidden`` messages
+PERMISSION_TEXT: dict[str, str] = {
+    "figures": "subscribe to figures",
+    "alerts": "subscribe to alerts",
+    "ack": "acknowledge alerts",
+    "snooze": "snooze or unsnooze rules",
+}
+
+
+def permission_of(request: Mapping[str, Any]) -> str | None:
+    """The permission a websocket request needs (``callcost.web.access``), None for one
+    any connection may make (``ping``, ``unsubscribe``, and requests that are wrong
+    anyway: those get their own error)."""
+    op = request.get("op")
+    if op == "subscribe":
+        channel = request.get("channel")
+        return channel if channel in CHANNELS else None
+    if op == "ack":
+        return "ack"
+    if op in ("snooze", "unsnooze"):
+        return "snooze"
+    return None
+
+
 @dataclass(eq=False, slots=True)
 class _Entry:
     """One message waiting to be sent; ``seq`` is stamped when it leaves."""
@@ -780,7 +911,11 @@ class Session:
         max_subscriptions: int = MAX_SUBSCRIPTIONS,
         soft_limit: int = SOFT_LIMIT,
         hard_limit: int = HARD_LIMIT,
+        permissions: frozenset[str] | None = None,
+        role: str | None = None,
     ) -> None:
+        """``permissions`` (``callcost.web.access``; None: every one) are what the
+        connection's token allows, ``role`` its name for the ``forbidden`` messages."""
         if control is None:
             from callcost.web.control import ControlStore
 
@@ -791,6 +926,8 @@ class Session:
         self.max_subscriptions = max_subscriptions
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
+        self.permissions = permissions
+        self.role = role
         self.subscriptions: dict[str, Subscription] = {}
         self.overflowed = False
         #: figures updates replaced by a newer one before they were sent
@@ -821,6 +958,7 @@ class Session:
                 raise RequestError(
                     "not_an_object", f"a request must be a JSON object, got {show(request)}"
                 )
+            self._check_permission(request)
             if request.get("op") in CONTROL_OPS:
                 if now_ms is None:
                     raise ValueError("a control request needs now_ms")
@@ -829,6 +967,26 @@ class Session:
         except RequestError as exc:
             return self._error(request, exc.code, exc.message)
         return reply
+
+    def _check_permission(self, request: dict[str, Any]) -> None:
+        """Raise ``forbidden`` when the connection's role may not make ``request``."""
+        if self.permissions is None:
+            return
+        needed = permission_of(request)
+        if needed is not None and needed not in self.permissions:
+            what = PERMISSION_TEXT.get(needed, needed)
+            raise RequestError(
+                "forbidden", f"the role {show(self.role)} of this connection may not {what}"
+            )
+
+    def refuse(self, frame: str | bytes, code: str, message: str) -> dict[str, Any]:
+        """Answer ``frame`` with the error ``code`` without handling it (rate limit);
+        the reply names the request's ``op`` and ``sub`` when the frame has them."""
+        try:
+            request: Any = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            request = None
+        return self._error(request, code, message)
 
     def _error(self, request: Any, code: str, message: str) -> dict[str, Any]:
         reply: dict[str, Any] = {"type": "error", "error": code, "message": message}

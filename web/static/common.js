@@ -153,13 +153,119 @@ export function directionChip(direction) {
 
 export const params = new URLSearchParams(location.search);
 
+// ------------------------------------------------------------------------ access
+
+// A page opened with #token=TOKEN at the end of its address (README, Security) keeps the
+// token in sessionStorage (this tab, and the pages it opens) and takes it out of the
+// address bar. A fragment never reaches a server, a proxy or their logs. The token goes
+// with every request: `Authorization: Bearer TOKEN` on fetch, and on the websocket the
+// subprotocol "callcost.token.TOKEN" next to "callcost.v1" (a browser cannot set headers
+// on a websocket, and a ?token= in the address would be logged). Without tokens
+// configured on the gateway, none is needed.
+const TOKEN_KEY = "callcost.token";
+export const token = takeToken();
+
+function takeToken() {
+  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  let fromHash = null;
+  if (m) {
+    fromHash = m[1];
+    try { fromHash = decodeURIComponent(fromHash); } catch (e) { /* as it is */ }
+    try {
+      if (fromHash) sessionStorage.setItem(TOKEN_KEY, fromHash);
+      else sessionStorage.removeItem(TOKEN_KEY); // #token= forgets it
+    } catch (e) { /* storage disabled: this page only */ }
+    const rest = location.hash.replace(/(^#|&)token=[^&]*/, "$1").replace(/^#&/, "#");
+    history.replaceState(history.state, "", location.pathname + location.search + (rest === "#" ? "" : rest));
+  }
+  if (fromHash !== null) return fromHash;
+  try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+}
+
+/** The headers that carry the token on fetch. */
+export function authHeaders() {
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+/** The subprotocols of the websocket: the protocol, and the token when there is one. */
+export function wsProtocols() {
+  return token ? ["callcost.v1", "callcost.token." + token] : ["callcost.v1"];
+}
+
+/**
+ * A banner across the page when the gateway refuses the token (or wants one): what is
+ * wrong and what to do. Hidden again once a request goes through.
+ */
+export function showAccessProblem(detail) {
+  let box = document.getElementById("access-problem");
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "access-problem";
+    box.setAttribute("role", "alert");
+    box.style.cssText = "position:fixed;left:0;right:0;top:0;z-index:1000;padding:1em 1.5em;"
+      + "background:#5c0011;color:#fff;font:600 1.4rem/1.4 system-ui,sans-serif;"
+      + "box-shadow:0 2px 8px rgba(0,0,0,.5)";
+    document.body.append(box);
+  }
+  const how = token
+    ? "This page's access token was refused. Open it again with a valid one: #token=YOUR-TOKEN at the end of its address."
+    : "This gateway needs an access token. Open this page with #token=YOUR-TOKEN at the end of its address.";
+  box.replaceChildren(
+    h("div", { class: "access-title" }, "\u26D4 Not authorised"),
+    h("div", { class: "access-how", style: "font-weight:400;font-size:1rem" }, how,
+      detail ? " (gateway: " + detail + ")" : ""));
+  box.hidden = false;
+  document.body.classList.add("is-unauthorised");
+}
+
+export function hideAccessProblem() {
+  const box = document.getElementById("access-problem");
+  if (box) box.hidden = true;
+  document.body.classList.remove("is-unauthorised");
+}
+
+let whoami = null;
+/**
+ * What this page's token may do ({open, name, role, permissions} from GET /api/whoami),
+ * null when the gateway refuses it (the page then says so), or undefined when the gateway
+ * cannot be asked (down, or older than tokens): then the page tries everything.
+ */
+export async function access() {
+  if (whoami) return whoami;
+  let r;
+  try {
+    r = await fetch("/api/whoami", { cache: "no-store", headers: authHeaders() });
+  } catch (e) {
+    return undefined;
+  }
+  if (r.status === 401) {
+    let detail = "";
+    try { detail = (await r.json()).message || ""; } catch (e) { /* not JSON */ }
+    showAccessProblem(detail);
+    return null;
+  }
+  if (!r.ok) return undefined;
+  try { whoami = await r.json(); } catch (e) { return undefined; }
+  hideAccessProblem();
+  return whoami;
+}
+
+/** Whether the token allows `permission` ("figures", "alerts", "ack", "snooze"); true when
+ * it cannot be told (the gateway answers `forbidden` then). */
+export async function can(permission) {
+  const who = await access();
+  if (who === undefined) return true;
+  return who !== null && (who.permissions || []).includes(permission);
+}
+
 // ------------------------------------------------------------------------ HTTP
 
 export async function getJSON(path) {
-  const r = await fetch(path, { cache: "no-store" });
+  const r = await fetch(path, { cache: "no-store", headers: authHeaders() });
   if (!r.ok) {
     let detail = "HTTP " + r.status;
     try { detail = (await r.json()).message || detail; } catch (e) { /* not JSON */ }
+    if (r.status === 401) showAccessProblem(detail);
     const err = new Error(detail);
     err.status = r.status;
     throw err;
@@ -183,6 +289,14 @@ export async function chooseCentre(centre, say) {
     const names = await listCentres();
     if (names.length) return names[0];
   } catch (e) {
+    if (e.status === 401) {
+      say("Not authorised: this page needs a valid access token (#token=...).");
+      return null;
+    }
+    if (e.status === 403) {
+      say("Not allowed: " + e.message);
+      return null;
+    }
     // the gateway is not there yet: same as no centre
   }
   say("No centre has figures yet; waiting for the first.");
@@ -286,14 +400,20 @@ export class Live {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     let socket;
     try {
-      socket = new WebSocket(scheme + "//" + location.host + "/ws");
+      socket = new WebSocket(scheme + "//" + location.host + "/ws", wsProtocols());
     } catch (e) {
       this._retry();
       return;
     }
     this.socket = socket;
-    this.onState("connecting");
+    this.onState(this.unauthorised ? "unauthorised" : "connecting");
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
+      if (this.unauthorised) {
+        this.unauthorised = false;
+        hideAccessProblem();
+      }
       this.connected = true;
       this.caughtUp = false;
       for (const sub of this.subs.keys()) this._subscribe(sub);
@@ -315,7 +435,18 @@ export class Live {
         p.reject(err);
       }
       this._retry();
+      // a browser does not tell why a handshake failed: ask whether the token is the cause
+      if (!opened) this._checkAccess();
     };
+  }
+
+  async _checkAccess() {
+    whoami = null;
+    const who = await access();
+    if (who !== null) return;
+    this.unauthorised = true;
+    this.backoff = this.maxBackoff; // it will not get better by itself soon
+    this.onState("unauthorised");
   }
 
   _ping() {
@@ -328,7 +459,8 @@ export class Live {
     const delay = this.backoff * (0.75 + Math.random() * 0.5);
     this.backoff = Math.min(this.backoff * 2, this.maxBackoff);
     this.reconnects += 1;
-    this.onState("down", { retryIn: delay });
+    // a refused token stays the news until a connection opens
+    this.onState(this.unauthorised ? "unauthorised" : "down", { retryIn: delay });
     this.retryTimer = setTimeout(() => this._connect(), delay);
   }
 
@@ -374,7 +506,7 @@ export class Live {
     this.onState("syncing");
     while (this.socket === socket) {
       try {
-        const r = await fetch("/healthz", { cache: "no-store" });
+        const r = await fetch("/healthz", { cache: "no-store", headers: authHeaders() });
         if (r.ok) break;
       } catch (e) { /* the socket's close will tell */ }
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -390,7 +522,7 @@ export function showConnection(badge, state, detail) {
   badge.dataset.state = state;
   badge.className = "conn conn-" + state;
   badge.textContent = state === "live" ? "live" : state === "connecting" ? "connecting"
-    : state === "syncing" ? "catching up"
+    : state === "syncing" ? "catching up" : state === "unauthorised" ? "not authorised"
     : "offline \u00B7 retry in " + Math.max(1, Math.round(detail.retryIn / 1000)) + " s";
 }
 

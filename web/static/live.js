@@ -10,6 +10,20 @@
   const tbody = document.querySelector("#figures tbody");
 
   let centre = params.get("centre") || null;
+  // the page's access token (README, Security): #token=... in the address, kept in this
+  // tab's sessionStorage (common.js, loaded by landing.js, takes it out of the address)
+  const token = (function () {
+    const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (m) {
+      let t = m[1];
+      try { t = decodeURIComponent(t); } catch (e) { /* as it is */ }
+      try { if (t) sessionStorage.setItem("callcost.token", t); } catch (e) { /* disabled */ }
+      return t;
+    }
+    try { return sessionStorage.getItem("callcost.token") || ""; } catch (e) { return ""; }
+  })();
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const protocols = token ? ["callcost.v1", "callcost.token." + token] : ["callcost.v1"];
   let socket = null;
   let expectedSeq = 0;
   let backoff = 500; // ms, doubles up to MAX_BACKOFF, back to 500 after a snapshot
@@ -101,7 +115,7 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(scheme + "//" + location.host + "/ws");
+    socket = new WebSocket(scheme + "//" + location.host + "/ws", protocols);
     setConnection(false, "connecting");
     socket.onopen = () => {
       expectedSeq = 0;
@@ -134,8 +148,12 @@
   }
 
   function pickCentre() {
-    fetch("/api/figures")
-      .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+    fetch("/api/figures", { headers })
+      .then((r) => {
+        if (r.status === 401) throw new Error("not authorised: this page needs a valid access token (#token=...)");
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
       .then((body) => {
         const names = [...new Set(body.figures.map((f) => f.centre))].sort();
         if (!names.length) {
@@ -159,7 +177,7 @@
   if (centre) {
     start();
     // list the other centres, for switching; failure here does not matter
-    fetch("/api/figures").then((r) => r.json())
+    fetch("/api/figures", { headers }).then((r) => r.json())
       .then((b) => showCentres([...new Set(b.figures.map((f) => f.centre))].sort()))
       .catch(() => {});
   } else {

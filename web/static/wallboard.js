@@ -7,8 +7,8 @@
 // of the last hour, kept in the browser from the updates seen since the page loaded (the
 // gateway serves the latest figures only). Colour by status, and a word and a shape.
 import {
-  DASH, Freshness, History, Live, SCOPES, band, centreZone, clock, count, drawTrend, duration, h,
-  chooseCentre, money, params, statusOf,
+  DASH, Freshness, History, Live, SCOPES, band, can, centreZone, clock, count, drawTrend, duration,
+  h, chooseCentre, money, params, statusOf,
 } from "/static/common.js";
 
 const el = (id) => document.getElementById(id);
@@ -221,7 +221,8 @@ async function start() {
     if (msg.type === "error") say("Gateway: " + msg.message);
     else if (msg.type === "snapshot" || msg.type === "update") render(msg.as_of, msg.figures);
   });
-  live.subscribe({ channel: "alerts", centre, sub: "alerts" }, onAlerts);
+  // a wallboard token sees figures only: then no alerts banner
+  if (await can("alerts")) live.subscribe({ channel: "alerts", centre, sub: "alerts" }, onAlerts);
   live.start();
   window.callcostLive = live; // for the browser tests and the curious
   window.addEventListener("resize", () => { layoutKey = ""; });
