@@ -65,6 +65,7 @@ from typing import Any
 import orjson
 
 from callcost.streams import topics
+from callcost.streams.events import MAX_DETAIL_CHARS
 
 log = logging.getLogger("callcost.worker")
 
@@ -76,6 +77,7 @@ CHECKPOINT_S = 5.0
 SESSION_TIMEOUT_S = 60.0  # Faust's default
 REPLAY_CHUNK = 2000  # events per engine batch while replaying a partition
 SIDE_TIMEOUT_S = 60.0  # longest wait for the broker in a side read without progress
+SIDE_RECONNECT_MAX_MS = 1000  # longest pause between reconnections of a side read
 MARKER_PREFIX = "@offsets/"  # '@' and '/' are never in a centre id
 #: Largest checkpoint value sent; the rest of the topic's max.message.bytes is headroom.
 CHECKPOINT_LIMIT = topics.CHECKPOINT_MAX_BYTES - 64 * 1024
@@ -147,8 +149,10 @@ class KafkaSide:
     partition's events for a replay. kafka-python, one plain consumer (no group, nothing
     committed), used from one thread so that the event loop never blocks."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, client_kwargs: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        #: the connection's security (callcost.kafka_client.kafka_python_kwargs)
+        self.client_kwargs = dict(client_kwargs or {})
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callcost-side")
         self._consumer: Any = None
 
@@ -180,6 +184,11 @@ class KafkaSide:
                 max_partition_fetch_bytes=topics.CHECKPOINT_MAX_BYTES + 1024 * 1024,
                 fetch_max_bytes=4 * topics.CHECKPOINT_MAX_BYTES,
                 request_timeout_ms=30_000,
+                # kafka-python backs off up to 30 s between reconnections: after a
+                # broker restart a replay (which holds the engine lock) would wait that
+                # long for a broker already back (docs/reliability.md)
+                reconnect_backoff_max_ms=SIDE_RECONNECT_MAX_MS,
+                **self.client_kwargs,
             )
         return self._consumer
 
@@ -536,7 +545,8 @@ class Pipeline:
             return
         headers = [
             ("callcost-reason", reason.encode()),
-            ("callcost-detail", detail.encode("utf-8", "replace")),
+            # bounded: a detail never echoes a long value into a header
+            ("callcost-detail", detail[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
             ("callcost-source-topic", message.topic.encode()),
             ("callcost-source-partition", str(message.partition).encode()),
             ("callcost-source-offset", str(message.offset).encode()),
@@ -993,13 +1003,19 @@ class Pipeline:
         return text
 
 
-def wait_for_topic(bootstrap: str, topic: str | Sequence[str], timeout_s: float) -> None:
+def wait_for_topic(
+    bootstrap: str, topic: str | Sequence[str], timeout_s: float, kafka: Any = None
+) -> None:
     """Return when the broker answers and ``topic`` (every one of them) exists, so a
     worker started before its broker (as the demo does, to warm up meanwhile) waits
-    instead of failing."""
+    instead of failing. ``kafka``: the connection's settings; a broker that refuses
+    them stops the wait at once (BrokerError naming the user and address)."""
     from kafka import KafkaAdminClient
 
     from callcost.errors import BrokerError
+    from callcost.kafka_client import check, kafka_python_kwargs
+
+    security = kafka_python_kwargs(kafka)
 
     wanted = [topic] if isinstance(topic, str) else list(topic)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # no trace per refused connection
@@ -1009,7 +1025,7 @@ def wait_for_topic(bootstrap: str, topic: str | Sequence[str], timeout_s: float)
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="callcost-worker",
                                      request_timeout_ms=3000, bootstrap_timeout_ms=2000,
-                                     reconnect_backoff_max_ms=500)
+                                     reconnect_backoff_max_ms=500, **security)
             try:
                 have = set(admin.list_topics())
                 missing = [t for t in wanted if t not in have]
@@ -1020,6 +1036,7 @@ def wait_for_topic(bootstrap: str, topic: str | Sequence[str], timeout_s: float)
             what = f"topic {', '.join(missing)} on {bootstrap}"
         except Exception:
             what = f"a broker at {bootstrap}"
+            check(bootstrap, kafka)  # raises when the broker refuses the credentials
         waited = time.monotonic() - t0
         if waited > timeout_s:
             raise BrokerError(f"no {what} after {timeout_s:.0f} s (`callcost topics` "
@@ -1050,13 +1067,15 @@ def build_app(
     """The Faust app with its agent and timers, and the pipeline it feeds."""
     import faust
 
+    from callcost.kafka_client import faust_broker_url, faust_kwargs, kafka_python_kwargs
     from callcost.streams.engine import Engine
 
     data = Path(data_dir if data_dir is not None else f"var/worker-{group}")
     data.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         group,
-        broker=";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()),
+        broker=faust_broker_url(bootstrap),
+        **faust_kwargs(settings),  # broker_credentials: [kafka] of the settings
         key_serializer="raw",
         value_serializer="raw",
         datadir=str(data),
@@ -1071,7 +1090,7 @@ def build_app(
         broker_session_timeout=session_timeout_s,
         broker_heartbeat_interval=min(3.0, session_timeout_s / 3),
     )
-    side = KafkaSide(bootstrap)
+    side = KafkaSide(bootstrap, kafka_python_kwargs(settings))
     pipeline = Pipeline(app, Engine(settings), names, side, group)
     batch_s = batch_ms / 1000.0
 
@@ -1140,6 +1159,7 @@ def build_app(
 
 def run(args: argparse.Namespace) -> int:
     from callcost.errors import CallcostError
+    from callcost.kafka_client import describe
     from callcost.streams.config import load_settings
     from callcost.streams.engine import Engine
 
@@ -1173,7 +1193,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("worker %s: %s -> %s, %s, %s; checkpoints %s every %g s (config %s)",
              args.group, names.events, names.figures, names.alerts, names.dlq,
              names.checkpoints, args.checkpoint_s, settings.source)
-    wait_for_topic(args.bootstrap, [names.events, names.checkpoints], WAIT_S)
+    log.info("Kafka at %s: %s", args.bootstrap, describe(settings))
+    wait_for_topic(args.bootstrap, [names.events, names.checkpoints], WAIT_S, settings)
 
     from faust import Worker
 

@@ -27,27 +27,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def gateway(kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path) -> Iterator:
+def start_gateway(bootstrap: str, names: dict[str, str], log_path: Path) -> tuple:
+    """``callcost gateway`` on a free port, on these topics: (process, base URL)."""
     port = free_port()
-    log = (tmp_path / "gateway.log").open("wb")
     cmd = [
         sys.executable, "-m", "callcost.cli", "gateway",
-        "--bootstrap", kafka_bootstrap, "--port", str(port),
-        "--figures-topic", kafka_topics["cost-figures"],
-        "--alerts-topic", kafka_topics["cost-alerts"],
-        "--control-topic", kafka_topics["callcost-control"],
+        "--bootstrap", bootstrap, "--port", str(port),
+        "--figures-topic", names["cost-figures"],
+        "--alerts-topic", names["cost-alerts"],
+        "--control-topic", names["callcost-control"],
     ]  # fmt: skip
-    with log:
+    with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    proc.log_path = log.name  # type: ignore[attr-defined]
-    yield proc, f"http://127.0.0.1:{port}"
+    proc.log_path = str(log_path)  # type: ignore[attr-defined]
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_gateway(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def gateway(kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path) -> Iterator:
+    proc, base = start_gateway(kafka_bootstrap, kafka_topics, tmp_path / "gateway.log")
+    yield proc, base
+    stop_gateway(proc)
 
 
 def get(url: str) -> dict:
