@@ -1,6 +1,7 @@
 """The sweep kernel: ns per booked event, batched, against a pure-Python reference.
 
     .venv/bin/python benchmarks/bench_kernel.py [--bookings 1000000] [--seconds 3600]
+    .venv/bin/python benchmarks/bench_kernel.py --smoke     # a small input, one run (< 30 s)
 
 A dense stream: ``--bookings`` booked events (offers, handled calls, wraps) in random
 order spread over ``--seconds`` of one centre with 9 keys (centre, 4 queues, 2 channels,
@@ -117,7 +118,10 @@ def main() -> None:
     p.add_argument("--python-bookings", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=1000, help="booked events per compress call")
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--smoke", action="store_true", help="a small input, one run (< 30 s)")
     a = p.parse_args()
+    if a.smoke:
+        a.bookings, a.seconds, a.python_bookings, a.runs = 20_000, 600, 2_000, 1
     K.warm_up()
     data = make(a.bookings, a.seconds, batch=a.batch)
     timings: list[tuple[float, float]] = []

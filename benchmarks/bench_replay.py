@@ -1,6 +1,7 @@
 """`callcost replay` speed: a simulated week of one centre, every instant evaluated.
 
     .venv/bin/python benchmarks/bench_replay.py [--calls-per-day 830] [--days 7] [--runs 5]
+    .venv/bin/python benchmarks/bench_replay.py --smoke     # half a day, one run (< 30 s)
 
 The engine runs in-process, after the kernels are compiled (warm-up excluded), with
 4 windows (15m, 1h, 8h, today) and the 4 scopes; median of ``--runs``.
@@ -27,7 +28,10 @@ def main() -> None:
     p.add_argument("--days", type=float, default=7)
     p.add_argument("--centres", type=int, default=1)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--smoke", action="store_true", help="half a day, one run (< 30 s)")
     a = p.parse_args()
+    if a.smoke:
+        a.days, a.runs = 0.5, 1
     path = simulated_file("replay", a.centres, round(a.calls_per_day / 1440, 3), a.days)
     with open(path, "rb") as f:
         lines = list(_lines(f))

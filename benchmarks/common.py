@@ -14,7 +14,8 @@ import orjson
 from callcost.streams.simulation import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "var" / "bench"
+#: where generated inputs are kept; CALLCOST_BENCH_DATA moves it (the smoke tests use a tmp dir)
+DATA = Path(os.environ.get("CALLCOST_BENCH_DATA") or ROOT / "var" / "bench")
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
@@ -39,6 +40,29 @@ def simulated_file(name: str, centres: int, rate: float, days: float, seed: int 
                 f.write(orjson.dumps(ev) + b"\n")
     tmp.rename(path)
     return path
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (Linux reports ru_maxrss in kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def median_time(fn: Callable[[], object], runs: int = 5) -> tuple[float, list[float]]:

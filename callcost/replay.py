@@ -9,10 +9,12 @@ worker, fed from a file, printing one JSON document::
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import orjson
@@ -34,13 +36,103 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="instants (ms) to report figures at (default: each centre's last instant)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--progress",
+        action="store_true",
+        help="a progress bar on stderr even when stderr is not a terminal (default: only on one)",
+    )
+    shown.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+
+
+class Progress:
+    """A one-line progress bar on a text stream (stderr): events read, %, events/s, ETA.
+
+    Plain text, no library. On a terminal the line is redrawn in place (``\\r``) at most
+    every ``interval_s`` (0.25 s); on anything else (``--progress`` into a file or pipe)
+    each update is a line of its own, at most once a second. ``%`` and ``ETA`` come from
+    the bytes read of ``total_bytes`` and are left out when the size is unknown (a pipe).
+    :meth:`finish` ends with one line of the totals.
+    """
+
+    BAR = 20
+
+    def __init__(
+        self,
+        out: IO[str],
+        total_bytes: int | None,
+        *,
+        tty: bool,
+        interval_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.out = out
+        self.total_bytes = total_bytes if total_bytes else None
+        self.tty = tty
+        self.interval_s = interval_s if interval_s is not None else (0.25 if tty else 1.0)
+        self.clock = clock
+        self.start = clock()
+        self.last = self.start
+        self.width = 0  # of the last line drawn in place, to blank it out
+
+    def update(self, events: int, done_bytes: int) -> None:
+        now = self.clock()
+        if now - self.last < self.interval_s:
+            return
+        self.last = now
+        self._write(self.line(events, done_bytes, now - self.start))
+
+    def line(self, events: int, done_bytes: int, elapsed_s: float) -> str:
+        rate = events / elapsed_s if elapsed_s > 0 else 0.0
+        parts = ["replay"]
+        if self.total_bytes:
+            frac = min(1.0, done_bytes / self.total_bytes)
+            fill = int(frac * self.BAR)
+            parts.append(f"[{'#' * fill}{'.' * (self.BAR - fill)}] {100 * frac:5.1f}%")
+        parts.append(f"{events:,} events")
+        parts.append(f"{rate:,.0f} events/s")
+        if self.total_bytes:
+            if done_bytes > 0 and elapsed_s > 0:
+                left_s = (self.total_bytes - done_bytes) / (done_bytes / elapsed_s)
+                parts.append(f"ETA {_duration(max(0.0, left_s))}")
+            else:
+                parts.append("ETA --")
+        return "  ".join(parts)
+
+    def finish(self, events: int) -> None:
+        elapsed_s = self.clock() - self.start
+        rate = events / elapsed_s if elapsed_s > 0 else 0.0
+        self._write(
+            f"replay: {events:,} events in {_duration(elapsed_s)}, {rate:,.0f} events/s",
+            final=True,
+        )
+
+    def _write(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            pad = " " * max(0, self.width - len(text))
+            self.width = 0 if final else len(text)
+            self.out.write(f"\r{text}{pad}" + ("\n" if final else ""))
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+
+def _duration(s: float) -> str:
+    """12.3s, 4m05s, 1h02m."""
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(s + 0.5), 60)
+    if m < 60:
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
 
 
 def _lines(f: IO[bytes]) -> Iterator[bytes]:
+    """The non-blank lines of ``f``, streamed, without their line ends."""
     for line in f:
         line = line.rstrip(b"\r\n")
-        if line.strip():
+        if line and not line.isspace():  # as line.strip(), without a copy of each line
             yield line
 
 
@@ -48,16 +140,13 @@ def replay(
     lines: Iterator[bytes],
     engine: Engine,
     at: list[int] | None,
-    progress: IO[str] | None = None,
-    total_bytes: int | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     rejected = 0
     alerts: dict[str, list[dict[str, Any]]] = {}
     snapshots: dict[str, list[dict[str, Any]]] = {}
     batch: list[tuple[None, bytes]] = []
     seen_bytes = 0
-    start = time.monotonic()
-    last_report = start
     n = 0
 
     def flush() -> None:
@@ -76,16 +165,12 @@ def replay(
         n += 1
         if len(batch) >= BATCH:
             flush()
-            now = time.monotonic()
-            if progress is not None and now - last_report >= 1.0:
-                last_report = now
-                rate = n / (now - start)
-                pct = f" {100 * seen_bytes / total_bytes:5.1f}%" if total_bytes else ""
-                print(f"\rreplay:{pct} {n:,} events, {rate:,.0f}/s", end="", file=progress)
+            if progress is not None:
+                progress.update(n, seen_bytes)
     if batch:
         flush()
-    if progress is not None and n >= BATCH:
-        print(f"\rreplay: {n:,} events in {time.monotonic() - start:.1f} s", file=progress)
+    if progress is not None:
+        progress.finish(n)
     centres: dict[str, Any] = {}
     for cid, st in sorted(engine.centres.items()):
         if st.M is None:
@@ -98,18 +183,30 @@ def replay(
     return {"rejected": rejected, "centres": centres}
 
 
+def _size(f: IO[bytes]) -> int | None:
+    """The size of a regular file (stdin redirected from one too); None for a pipe."""
+    try:
+        st = os.fstat(f.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) and st.st_size > 0 else None
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     at = sorted(set(args.at or []))
     engine = Engine(settings, check_key=False, snapshot_at=at)
     engine.warm_up()
-    progress = None if args.quiet else sys.stderr
+    tty = sys.stderr.isatty()
+    show = not args.quiet and (args.progress or tty)
     if args.events == "-":
-        doc = replay(_lines(sys.stdin.buffer), engine, at, progress)
+        f = sys.stdin.buffer
+        progress = Progress(sys.stderr, _size(f), tty=tty) if show else None
+        doc = replay(_lines(f), engine, at, progress)
     else:
         with open(args.events, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            doc = replay(_lines(f), engine, at, progress, size)
+            progress = Progress(sys.stderr, _size(f), tty=tty) if show else None
+            doc = replay(_lines(f), engine, at, progress)
     sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     sys.stdout.buffer.write(b"\n")
     return 0

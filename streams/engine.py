@@ -622,7 +622,8 @@ class CentreState:
             self.seen = {i: t for i, t in self.seen.items() if t >= cut}
         cut = wm - st.call_ttl_ms
         self.calls.forget_before(cut)
-        for agent in self.agents.values():
+        gone: list[str] = []
+        for name, agent in self.agents.items():
             ev = agent.events
             n = bisect.bisect_left(ev, (cut,))
             if n:
@@ -635,6 +636,12 @@ class CentreState:
                 agent.open0 = open_cls
                 agent.events = ev[n:]
                 agent.changes = [p for p in agent.changes if p[0] >= cut]
+                if not agent.events and agent.open0 is None and not agent.changes:
+                    gone.append(name)
+        # an agent logged out with nothing left is exactly a new _Agent(): forget it, or
+        # every agent id ever seen (a new one per shift, in some systems) stays for good
+        for name in gone:
+            del self.agents[name]
 
     # ------------------------------------------------------------------ figures
 

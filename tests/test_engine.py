@@ -226,3 +226,31 @@ def test_an_event_at_the_end_of_time_does_not_stall_replay() -> None:
     out = e.ingest([ev("z", "agent.login", 2**53 - 1, agent="a9")])
     assert out.figures[-1]["as_of"] == ((2**53 - 1 - 5000) // 1000) * 1000
     assert e.centres["c1"].quiet_jumps == 1
+
+
+def test_a_logged_out_agent_with_nothing_left_is_forgotten_exactly() -> None:
+    """Once all of an agent's events are older than ``call_ttl_ms`` and no session is open,
+    the agent is dropped (so agent ids do not pile up for good); coming back later it is a
+    new agent, and every figure is the same as in an engine that forgot nothing."""
+    forgets = engine()  # call_ttl_ms: 4 h
+    keeps = engine(call_ttl_ms=48 * 3_600_000)
+    hour = 3_600_000
+    day = [
+        ev("l1", "agent.login", T0, agent="a1", team="care"),
+        ev("x1", "agent.logout", T0 + hour, agent="a1"),
+        ev("l2", "agent.login", T0, agent="a2"),  # stays logged in all along
+    ] + [x for n in range(7) for x in call(n, T0 + n * hour + 60_000)]
+    back = [
+        ev("l3", "agent.login", T0 + 7 * hour, agent="a1", team="care"),
+        ev("x3", "agent.logout", T0 + 8 * hour, agent="a1"),
+    ] + [x for n in range(7, 10) for x in call(n, T0 + n * hour + 60_000)]
+    for e in (forgets, keeps):
+        e.ingest(day)
+    assert sorted(forgets.centres["c1"].agents) == ["a2"]  # a1's last event is 6 h old
+    assert sorted(keeps.centres["c1"].agents) == ["a1", "a2"]
+    for e in (forgets, keeps):
+        e.ingest(back)
+    a, b = forgets.centres["c1"], keeps.centres["c1"]
+    assert a.M == b.M
+    assert a.figures_at_M() == b.figures_at_M()
+    assert figure([a.figures_message(True)], "centre", "c1", "today")["staffed_s"] > 9 * 3600
