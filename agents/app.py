@@ -415,6 +415,7 @@ class Pipeline:
         self._catching_up: asyncio.Future | None = None
         self._restoring: asyncio.Future | None = None
         self.intake: Intake | None = None  # the batch path, when the worker has one
+        self.first_at: float | None = None  # wall clock of the first events read
 
     # ------------------------------------------------------------------ the stream
 
@@ -426,6 +427,9 @@ class Pipeline:
         """One batch of messages (anything with ``topic``, ``partition``, ``offset``,
         ``key`` and ``value``: the intake's aiokafka records, Faust's messages, the
         replay's): engine, then dead letters, figures and alerts."""
+        if self.first_at is None and batch:
+            self.first_at = time.time()  # the benchmarks time the worker from here
+            log.info("first events at %.3f", self.first_at)
         async with self.lock:
             records: list[Any] = []
             for m in batch:
@@ -933,7 +937,9 @@ class Pipeline:
 
     async def _catch_up(self) -> None:
         # one chunk at a time under the lock: a checkpoint or a rebalance may come in
-        # between, and finds the state and its offsets consistent
+        # between, and finds the state and its offsets consistent. With the batch
+        # intake, the intake reads the partition (it reads from ``next_offset`` whatever
+        # the reason): this only waits for it to reach the end.
         while True:
             async with self.lock:
                 if not self.catch_up_to:
@@ -942,19 +948,28 @@ class Pipeline:
                         if q is None or self.skip_below[c] <= self.next_offset.get(q, 0):
                             del self.skip_below[c]  # the replay went past it
                     return
-                p = min(self.catch_up_to)
-                start, end, rebuild, t0 = self.catch_up_to[p]
-                if p in self.owned and await self._replay_chunk(p, end):
+                reading = [p for p, (_s, end, _r, _t) in self.catch_up_to.items()
+                           if p in self.owned and self.intake is not None
+                           and self.next_offset.get(p, 0) < end]
+                done = [p for p in self.catch_up_to if p not in reading]
+                if done:
+                    p = min(done)
+                    start, end, rebuild, t0 = self.catch_up_to[p]
+                    if p in self.owned and self.intake is None and \
+                            await self._replay_chunk(p, end):
+                        continue
+                    del self.catch_up_to[p]
+                    if p not in self.owned:
+                        continue
+                    n = self.next_offset[p] - start
+                    if rebuild is not None and n:
+                        log.warning("%s[%d]: %s: rebuilt from its start (offsets %d to %d)",
+                                    self.names.events, p, rebuild, start, end)
+                    log.info("%s[%d]: replayed offsets %d to %d in %.2f s",
+                             self.names.events, p, start, self.next_offset[p],
+                             time.monotonic() - t0)
                     continue
-                del self.catch_up_to[p]
-                if p not in self.owned:
-                    continue
-                n = self.next_offset[p] - start
-                if rebuild is not None and n:
-                    log.warning("%s[%d]: %s: rebuilt from its start (offsets %d to %d)",
-                                self.names.events, p, rebuild, start, end)
-                log.info("%s[%d]: replayed offsets %d to %d in %.2f s", self.names.events,
-                         p, start, self.next_offset[p], time.monotonic() - t0)
+            await asyncio.sleep(0.05)
 
     async def _replay(self, p: int, start: int, end: int) -> int:
         """Fold ``[start, end)`` of events partition ``p`` in, read from Kafka directly.
@@ -1032,8 +1047,8 @@ class Intake:
     through the same :meth:`Pipeline.consume_records`, whose offset check keeps every
     event exactly once whichever path brought it.
 
-    A partition is read from here once its restore is done and its replay (the
-    ``catch_up_to`` of the pipeline) has finished.
+    A partition is read from here once its restore is done: the replay from its
+    checkpoint to the end it had (the pipeline's ``catch_up_to``) is read here too.
     """
 
     def __init__(self, app: Any, pipeline: Pipeline, bootstrap: str, names: Topics, *,
@@ -1050,13 +1065,12 @@ class Intake:
         self.reading: dict[int, int] = {}  # partition -> offset the consumer reads next
         self.records = 0
         self.fetches = 0
-        self.first_at: float | None = None  # wall clock of the first records read
 
     def wanted(self) -> dict[int, int]:
-        """Partitions to read now, with the offset each must continue from."""
+        """Partitions to read now, with the offset each must continue from: every owned
+        partition whose restore is done (its replay included: the intake does it)."""
         pipe = self.pipeline
-        return {p: pipe.next_offset[p] for p in pipe.owned
-                if p in pipe.next_offset and p not in pipe.catch_up_to}
+        return {p: pipe.next_offset[p] for p in pipe.owned if p in pipe.next_offset}
 
     def _pause_faust(self) -> None:
         consumer = self.app.consumer
@@ -1116,10 +1130,6 @@ class Intake:
                         self.reading[tp.partition] = recs[-1].offset + 1
                 if not batch:
                     continue
-                if self.first_at is None:
-                    self.first_at = time.time()
-                    log.info("intake: first records at %.3f (%s)", self.first_at,
-                             ", ".join(f"{topic}[{p}]@{o}" for p, o in sorted(want.items())))
                 self.fetches += 1
                 self.records += len(batch)
                 await self.pipeline.consume_records(batch)

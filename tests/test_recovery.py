@@ -322,6 +322,9 @@ def test_sigkill_at_random_points(
         thread.join(120)
         log(f"all {len(items)} events produced at t={time.monotonic() - t0:.1f} s")
         out.poll()
+        # the last worker must be up: the figures may be complete before it starts (the
+        # last kill can come after the last event), and it must not send anything twice
+        wait_assigned(proc, 120.0)
         wait_until(lambda: (out.poll(), out.complete(exp))[1], [proc], "the final figures")
         time.sleep(2.0)  # anything sent twice would be there by now
         for line in recovery_lines(proc):

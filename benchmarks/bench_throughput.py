@@ -1,0 +1,324 @@
+"""Throughput of one worker process from a real Kafka topic, to exact final figures.
+
+    .venv/bin/python -m benchmarks.bench_throughput [--events 2000000] [--centres 50]
+        [--runs 3] [--variants faust-record,worker-faust,worker-batch] [--bootstrap H:P]
+        [--smoke]
+
+A topic is pre-filled once with ``--events`` simulated events across ``--centres``
+centres (keyed by centre, ``--partitions`` partitions) and kept on the benchmark broker
+(``var/bench-broker``, port 39700, started when no ``--bootstrap`` is given). Then, in
+each run, side by side on the same topic, each variant reads all of it:
+
+- ``faust-record``: a plain Faust agent that decodes each event into a ``faust.Record``
+  and counts it (benchmarks/faust_baseline.py): the baseline;
+- ``worker-faust``: ``callcost worker --intake faust`` (events through Faust's stream);
+- ``worker-batch``: ``callcost worker`` (the batch intake, the default).
+
+A worker is timed from the moment it reads its first events (its log line ``first
+events at``) to the Kafka timestamp of the figures message that made the last centre's
+figures final; those final figures are checked against the same events folded in by the
+engine in this process (every field, 1e-6), so a fast wrong answer fails. The baseline is
+timed from its first event to its N-th. Each worker has fresh output topics and a fresh
+consumer group; checkpoints every 5 s as by default. Medians over the runs, and the
+worker/baseline ratio of each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import DATA, ROOT, machine, simulated_file
+
+BENCH_PORT = 39700
+VARIANTS = ("faust-record", "worker-faust", "worker-batch")
+PY = sys.executable
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- data
+
+
+def load_events(n: int, centres: int) -> list[tuple[bytes, bytes]]:
+    days = 1.0
+    while True:
+        path = simulated_file("throughput", centres, 6.0, days)
+        with open(path, "rb") as f:
+            lines = [line.rstrip(b"\n") for line in f]
+        if len(lines) >= n:
+            break
+        days *= 2
+    out = []
+    for line in lines[:n]:
+        centre = re.search(rb'"centre":"([^"]+)"', line)
+        assert centre is not None
+        out.append((centre.group(1), line))
+    return out
+
+
+def expected_finals(events: list[tuple[bytes, bytes]], tag: str) -> dict[str, Any]:
+    """The last figures message of each centre, from the engine in this process."""
+    cache = DATA / f"{tag}.expected.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    from callcost.streams.config import Settings
+    from callcost.streams.engine import Engine
+
+    log(f"computing the expected final figures of {len(events):,} events in-process")
+    Engine.warm_up()
+    engine = Engine(Settings())
+    last: dict[str, Any] = {}
+    for i in range(0, len(events), 20_000):
+        out = engine.ingest(events[i:i + 20_000])
+        for m in out.figures:
+            last[m["centre"]] = m
+    cache.write_text(json.dumps(last))
+    return last
+
+
+def ensure_topic(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]],
+                 partitions: int) -> None:
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench")
+    try:
+        if topic in admin.list_topics():
+            c = KafkaConsumer(bootstrap_servers=bootstrap)
+            tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+            have = sum(c.end_offsets(tps).values())
+            c.close()
+            if have == len(events):
+                log(f"topic {topic} already holds {have:,} events")
+                return
+            admin.delete_topics([topic])
+            time.sleep(2)
+        admin.create_topics([NewTopic(topic, partitions, 1,
+                                      topic_configs={"retention.ms": "-1"})])
+    finally:
+        admin.close()
+    log(f"producing {len(events):,} events to {topic} ({partitions} partitions)")
+    t0 = time.perf_counter()
+    # Kafka's console producer: some 20 times faster than a Python producer here
+    from callcost import broker
+
+    lines = b"".join(k + b"\t" + v + b"\n" for k, v in events)
+    subprocess.run(
+        [broker._java(), "-Xmx512m", "-cp", str(ROOT / "broker" / "lib" / "*"),
+         "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", bootstrap,
+         "--topic", topic, "--property", "parse.key=true", "--property", "key.separator=\t",
+         "--producer-property", "linger.ms=20", "--producer-property", "batch.size=524288",
+         "--producer-property", "acks=1"],
+        input=lines, check=True, capture_output=True)
+    log(f"produced in {time.perf_counter() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------- runs
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_baseline(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, Any]:
+    proc = subprocess.run(
+        [PY, "-m", "benchmarks.faust_baseline", "--bootstrap", bootstrap, "--topic", topic,
+         "--events", str(n)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    # Faust's worker sends stdout through its logging: the line may be on either
+    found = re.findall(r'\{"events": .*?\}', proc.stdout + proc.stderr)
+    if not found:
+        raise RuntimeError(f"faust baseline failed: {proc.stderr[-2000:]}")
+    doc = json.loads(found[-1])
+    secs = doc["last_at"] - doc["first_at"]
+    return {"events_s": n / secs, "seconds": secs}
+
+
+def close_enough(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close_enough(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close_enough(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return False
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return bool(a == b)
+
+
+def run_worker(bootstrap: str, topic: str, n: int, finals: dict[str, Any], intake: str,
+               partitions: int, timeout_s: float) -> dict[str, Any]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from callcost.topics_cmd import create_topics
+
+    prefix = f"tmp-bench-{uuid.uuid4().hex[:8]}-"
+    names = create_topics(bootstrap, partitions, prefix=prefix)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    logf = open(tmp / "worker.log", "w+")  # noqa: SIM115 (read back below)
+    cmd = [PY, "-m", "callcost.cli", "worker", "--bootstrap", bootstrap,
+           "--events-topic", topic, "--figures-topic", names["cost-figures"],
+           "--alerts-topic", names["cost-alerts"], "--dlq-topic", names["call-events-dlq"],
+           "--checkpoints-topic", names["callcost-checkpoints"],
+           "--group", f"{prefix}worker", "--data-dir", str(tmp / "data"),
+           "--intake", intake]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
+    want = {c: m["as_of"] for c, m in finals.items()}
+    got: dict[str, Any] = {}
+    done_ts: dict[str, int] = {}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    fig = names["cost-figures"]
+    consumer.assign([TopicPartition(fig, p) for p in range(partitions)])
+    t0 = time.monotonic()
+    try:
+        while len(done_ts) < len(want):
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited {proc.returncode}: {_tail(logf)}")
+            if time.monotonic() - t0 > timeout_s:
+                raise RuntimeError(f"worker not done after {timeout_s} s: {_tail(logf)}")
+            for recs in consumer.poll(timeout_ms=500, max_records=2000).values():
+                for r in recs:
+                    m = orjson.loads(r.value)
+                    c = m["centre"]
+                    if c not in done_ts and m["as_of"] == want.get(c):
+                        done_ts[c] = r.timestamp
+                        got[c] = m
+        cpu = cpu_s(proc.pid)
+    finally:
+        consumer.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _delete_topics(bootstrap, list(names.values()))
+    text = _tail(logf, 10**9)
+    first = re.search(r"first events at (\d+\.\d+)", text)
+    if first is None:
+        raise RuntimeError("the worker never logged its first events")
+    wrong = [c for c in want if not close_enough(got[c], finals[c])]
+    if wrong:
+        raise RuntimeError(f"final figures differ from the engine's for centres {wrong}")
+    secs = max(done_ts.values()) / 1000 - float(first.group(1))
+    return {"events_s": n / secs, "seconds": secs, "cpu_s": cpu}
+
+
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench")
+    try:
+        admin.delete_topics(topics, timeout_ms=15000, raise_errors=False)
+    finally:
+        admin.close()
+
+
+def _tail(f: Any, n: int = 3000) -> str:
+    f.flush()
+    f.seek(0)
+    return str(f.read()[-n:])
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument("--centres", type=int, default=50)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--bootstrap", default=None,
+                   help="a running broker (default: start var/bench-broker on 39700)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny: 20,000 events, 5 centres, 1 run (CI checks it still works)")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.events, a.centres, a.runs = 20_000, 5, 1
+    variants = [v for v in a.variants.split(",") if v]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        p.error(f"unknown variant(s) {bad}; choose from {VARIANTS}")
+
+    bootstrap = a.bootstrap
+    broker_cfg = None
+    if bootstrap is None:
+        from callcost import broker
+
+        broker_cfg = broker.BrokerConfig(home=ROOT / "var" / "bench-broker", port=BENCH_PORT,
+                                         controller_port=BENCH_PORT + 1)
+        broker.start(broker_cfg, timeout_s=180)
+        bootstrap = broker_cfg.bootstrap
+    events = load_events(a.events, a.centres)
+    tag = f"throughput-n{a.events}-c{a.centres}"
+    finals = expected_finals(events, tag)
+    topic = f"bench-events-n{a.events}-c{a.centres}-p{a.partitions}"
+    ensure_topic(bootstrap, topic, events, a.partitions)
+    timeout_s = max(120.0, a.events / 2000)
+
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for run in range(a.runs):
+        order = variants[run % len(variants):] + variants[:run % len(variants)]
+        for v in order:
+            log(f"run {run + 1}/{a.runs}: {v}")
+            if v == "faust-record":
+                r = run_baseline(bootstrap, topic, a.events, timeout_s)
+            else:
+                r = run_worker(bootstrap, topic, a.events, finals, v.split("-")[1],
+                               a.partitions, timeout_s)
+            log(f"  {r['events_s']:,.0f} events/s ({r['seconds']:.1f} s)")
+            results[v].append(r)
+
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"{a.events:,} events, {a.centres} centres, {a.partitions} partitions, "
+          f"{a.runs} run(s), {time.strftime('%Y-%m-%d')}")
+    for v in variants:
+        rates = [r["events_s"] for r in results[v]]
+        extra = ""
+        cpus = [r["cpu_s"] for r in results[v] if "cpu_s" in r]
+        if cpus:
+            extra = f"; worker CPU {statistics.median(cpus):.1f} s"
+        print(f"{v:13s} median {statistics.median(rates):>9,.0f} events/s "
+              f"(min {min(rates):,.0f}, max {max(rates):,.0f}){extra}")
+    if "faust-record" in variants:
+        base = results["faust-record"]
+        for v in variants:
+            if v != "faust-record":
+                ratios = [w["events_s"] / b["events_s"]
+                          for w, b in zip(results[v], base, strict=True)]
+                print(f"{v} / faust-record, same run: median x{statistics.median(ratios):.2f} "
+                      f"({', '.join(f'x{x:.2f}' for x in ratios)})")
+    if broker_cfg is not None and os.environ.get("CALLCOST_BENCH_KEEP_BROKER") != "1":
+        from callcost import broker
+
+        broker.stop(broker_cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
