@@ -1,7 +1,8 @@
 """``callcost worker``: the Faust app. call-events in; figures, alerts and rejects out.
 
-One agent consumes the events topic in batches (``stream.take_events``) and hands each
-batch of raw ``(key, value)`` messages to the pure engine
+Faust keeps the consumer group; the :class:`Intake` reads the partitions Faust assigned
+in batches (a plain aiokafka consumer; Faust's own fetch of them is paused, see its doc)
+and hands each batch of raw ``(key, value)`` messages to the pure engine
 (:class:`callcost.streams.engine.Engine`). What the engine returns is produced, in
 order: every rejected message, unchanged, to the dead-letter topic with headers saying
 why and where it came from; every figures message to the figures topic and every alert
@@ -38,9 +39,10 @@ P, ``next_offset[P]`` is the first offset of P the engine does not hold yet.
   state has caught up with that tail, the partition's checkpoints keep recording the
   tail's start instead of the current ends (``_held_ends``): a crash in the middle of a
   replay must not make the next run forget what an earlier run already sent.
-* **Replay**: then, one chunk at a time under the lock, the partition itself is read
-  (kafka-python, a plain assigned consumer, no group) from ``next_offset`` to the end
-  it had at the restore, through the same engine path. Faust's stream resumes at the
+* **Replay**: then the partition itself is read from ``next_offset`` to the end it had
+  at the restore, through the same engine path: by the intake (the default), or with
+  ``--intake faust`` one chunk at a time under the lock by kafka-python (a plain
+  assigned consumer, no group). Faust's stream resumes at the
   group's committed offset: its events below ``next_offset`` are skipped; if its first
   event is beyond ``next_offset``, the gap is replayed first. Events of a centre below
   its own checkpoint's offset are skipped (a round cut short by a crash).
