@@ -1352,9 +1352,21 @@ def run(args: argparse.Namespace) -> int:
 
     worker = Worker(app, loglevel="INFO")
     code = 0
+    # CALLCOST_PROFILE=FILE: cProfile the whole run into FILE (the benchmarks' notes)
+    profile_to = os.environ.get("CALLCOST_PROFILE")
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
     log.info("stopped: %s", pipeline.summary())
     return code

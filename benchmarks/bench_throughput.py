@@ -169,7 +169,7 @@ def close_enough(a: Any, b: Any) -> bool:
 
 
 def run_worker(bootstrap: str, topic: str, n: int, finals: dict[str, Any], intake: str,
-               partitions: int, timeout_s: float) -> dict[str, Any]:
+               partitions: int, timeout_s: float, profile: str | None = None) -> dict[str, Any]:
     from kafka import KafkaConsumer, TopicPartition
 
     from callcost.topics_cmd import create_topics
@@ -184,7 +184,10 @@ def run_worker(bootstrap: str, topic: str, n: int, finals: dict[str, Any], intak
            "--checkpoints-topic", names["callcost-checkpoints"],
            "--group", f"{prefix}worker", "--data-dir", str(tmp / "data"),
            "--intake", intake]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if profile:
+        env["CALLCOST_PROFILE"] = profile  # the worker writes its cProfile there at exit
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=env)
     want = {c: m["as_of"] for c, m in finals.items()}
     got: dict[str, Any] = {}
     done_ts: dict[str, int] = {}
@@ -255,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--bootstrap", default=None,
                    help="a running broker (default: start var/bench-broker on 39700)")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="write each worker's cProfile to DIR/VARIANT-RUN.prof")
     p.add_argument("--smoke", action="store_true",
                    help="tiny: 20,000 events, 5 centres, 1 run (CI checks it still works)")
     a = p.parse_args(argv)
@@ -289,8 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             if v == "faust-record":
                 r = run_baseline(bootstrap, topic, a.events, timeout_s)
             else:
+                prof = None
+                if a.profile:
+                    Path(a.profile).mkdir(parents=True, exist_ok=True)
+                    prof = str(Path(a.profile) / f"{v}-{run + 1}.prof")
                 r = run_worker(bootstrap, topic, a.events, finals, v.split("-")[1],
-                               a.partitions, timeout_s)
+                               a.partitions, timeout_s, prof)
             log(f"  {r['events_s']:,.0f} events/s ({r['seconds']:.1f} s)")
             results[v].append(r)
 

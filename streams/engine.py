@@ -38,7 +38,7 @@ import numpy as np
 from callcost.agents.alerts import AlertMachine, Band
 from callcost.errors import EventError
 from callcost.streams import kernels as K
-from callcost.streams.calls import OUTBOUND, VOICE, CallTable
+from callcost.streams.calls import NONE, OUTBOUND, VOICE, CallTable
 from callcost.streams.config import Rule, Settings, Window
 from callcost.streams.events import (
     ANSWERED,
@@ -281,6 +281,11 @@ class CentreState:
             col = calls.ans_ts if t == ANSWERED else calls.end_ts if t == ENDED else calls.wrap_ts
             cur = col[i]
             if cur != 0 and cur <= ts:  # equal ts: the same bookings, whatever the id
+                return
+            if t != ENDED and calls.end_ts[i] == NONE:
+                # answered and wrapped book nothing until the call has ended (see
+                # CallTable.bookings): the usual order costs no booking here
+                col[i] = ts
                 return
             old = calls.bookings(i, self.inc_s)
             col[i] = ts
