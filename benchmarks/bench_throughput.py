@@ -12,7 +12,14 @@ each run, side by side on the same topic, each variant reads all of it:
 - ``faust-record``: a plain Faust agent that decodes each event into a ``faust.Record``
   and counts it (benchmarks/faust_baseline.py): the baseline;
 - ``worker-faust``: ``callcost worker --intake faust`` (events through Faust's stream);
-- ``worker-batch``: ``callcost worker`` (the batch intake, the default).
+- ``worker-batch``: ``callcost worker`` (the batch intake, the default);
+- ``aiokafka-raw``: a bare aiokafka consumer that only counts the records
+  (benchmarks/aiokafka_baseline.py): the ceiling the client library allows.
+
+The first two read the first ``--baseline-events`` (200,000) of the same events from a
+topic of their own (at a few thousand events/s the whole would take a quarter of an hour
+a run); ``worker-batch`` and ``aiokafka-raw`` read that prefix too, side by side, then
+all of them.
 
 A worker is timed from the moment it reads its first events (its log line ``first
 events at``) to the Kafka timestamp of the figures message that made the last centre's
@@ -46,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import DATA, ROOT, machine, simulated_file
 
 BENCH_PORT = 39700
-VARIANTS = ("faust-record", "worker-faust", "worker-batch")
+VARIANTS = ("faust-record", "worker-faust", "worker-batch", "aiokafka-raw")
 PY = sys.executable
 
 
@@ -58,7 +65,8 @@ def log(msg: str) -> None:
 
 
 def load_events(n: int, centres: int) -> list[tuple[bytes, bytes]]:
-    days = 1.0
+    # about 42,000 events a centre-day at 6 calls a minute, in half days
+    days = max(0.5, math.ceil(n / (centres * 40_000) * 2) / 2)
     while True:
         path = simulated_file("throughput", centres, 6.0, days)
         with open(path, "rb") as f:
@@ -142,15 +150,16 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_baseline(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, Any]:
+def run_baseline(bootstrap: str, topic: str, n: int, timeout_s: float,
+                 module: str = "benchmarks.faust_baseline", *extra: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [PY, "-m", "benchmarks.faust_baseline", "--bootstrap", bootstrap, "--topic", topic,
-         "--events", str(n)],
+        [PY, "-m", module, "--bootstrap", bootstrap, "--topic", topic, "--events", str(n),
+         *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     # Faust's worker sends stdout through its logging: the line may be on either
     found = re.findall(r'\{"events": .*?\}', proc.stdout + proc.stderr)
     if not found:
-        raise RuntimeError(f"faust baseline failed: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"{module} failed: {proc.stderr[-2000:]}")
     doc = json.loads(found[-1])
     secs = doc["last_at"] - doc["first_at"]
     return {"events_s": n / secs, "seconds": secs}
@@ -256,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--baseline-events", type=int, default=200_000,
+                   help="events the slow variants read, a prefix of the same events "
+                        "(default %(default)s; 0: all)")
     p.add_argument("--bootstrap", default=None,
                    help="a running broker (default: start var/bench-broker on 39700)")
     p.add_argument("--profile", default=None, metavar="DIR",
@@ -264,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="tiny: 20,000 events, 5 centres, 1 run (CI checks it still works)")
     a = p.parse_args(argv)
     if a.smoke:
-        a.events, a.centres, a.runs = 20_000, 5, 1
+        a.events, a.centres, a.runs, a.baseline_events = 20_000, 5, 1, 5_000
     variants = [v for v in a.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
@@ -280,48 +292,72 @@ def main(argv: list[str] | None = None) -> int:
         broker.start(broker_cfg, timeout_s=180)
         bootstrap = broker_cfg.bootstrap
     events = load_events(a.events, a.centres)
-    tag = f"throughput-n{a.events}-c{a.centres}"
-    finals = expected_finals(events, tag)
-    topic = f"bench-events-n{a.events}-c{a.centres}-p{a.partitions}"
-    ensure_topic(bootstrap, topic, events, a.partitions)
-    timeout_s = max(120.0, a.events / 2000)
+    # The slow variants read a prefix of the same events (--baseline-events): at a few
+    # thousand events/s, 2 million would take a quarter of an hour a run. worker-batch
+    # reads the prefix too (the side-by-side ratio) and then the whole topic.
+    m = min(a.events, a.baseline_events or a.events)
+    sets = {"prefix": m}
+    if a.events > m and "worker-batch" in variants:
+        sets["full"] = a.events
+    topics_, finals_ = {}, {}
+    for name, n in sets.items():
+        finals_[name] = expected_finals(events[:n], f"throughput-n{n}-c{a.centres}")
+        topics_[name] = f"bench-events-n{n}-c{a.centres}-p{a.partitions}"
+        ensure_topic(bootstrap, topics_[name], events[:n], a.partitions)
 
-    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    plan = [(v, "prefix") for v in variants]
+    if "full" in sets:
+        plan += [(v, "full") for v in ("worker-batch", "aiokafka-raw") if v in variants]
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in plan}
     for run in range(a.runs):
-        order = variants[run % len(variants):] + variants[:run % len(variants)]
-        for v in order:
-            log(f"run {run + 1}/{a.runs}: {v}")
+        order = plan[run % len(plan):] + plan[:run % len(plan)]
+        for v, which in order:
+            n = sets[which]
+            timeout_s = max(120.0, n / 300)
+            log(f"run {run + 1}/{a.runs}: {v} on {n:,} events")
             if v == "faust-record":
-                r = run_baseline(bootstrap, topic, a.events, timeout_s)
+                r = run_baseline(bootstrap, topics_[which], n, timeout_s)
+            elif v == "aiokafka-raw":
+                r = run_baseline(bootstrap, topics_[which], n, timeout_s,
+                                 "benchmarks.aiokafka_baseline",
+                                 "--partitions", str(a.partitions))
             else:
                 prof = None
                 if a.profile:
                     Path(a.profile).mkdir(parents=True, exist_ok=True)
-                    prof = str(Path(a.profile) / f"{v}-{run + 1}.prof")
-                r = run_worker(bootstrap, topic, a.events, finals, v.split("-")[1],
-                               a.partitions, timeout_s, prof)
+                    prof = str(Path(a.profile) / f"{v}-{which}-{run + 1}.prof")
+                r = run_worker(bootstrap, topics_[which], n, finals_[which],
+                               v.split("-")[1], a.partitions, timeout_s, prof)
             log(f"  {r['events_s']:,.0f} events/s ({r['seconds']:.1f} s)")
-            results[v].append(r)
+            results[v, which].append(r)
 
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the end")
-    print(f"{a.events:,} events, {a.centres} centres, {a.partitions} partitions, "
-          f"{a.runs} run(s), {time.strftime('%Y-%m-%d')}")
-    for v in variants:
-        rates = [r["events_s"] for r in results[v]]
+    print(f"{a.centres} centres, {a.partitions} partitions, {a.runs} run(s), "
+          f"{time.strftime('%Y-%m-%d')}")
+    for (v, which), rs in results.items():
+        rates = [r["events_s"] for r in rs]
         extra = ""
-        cpus = [r["cpu_s"] for r in results[v] if "cpu_s" in r]
+        cpus = [r["cpu_s"] for r in rs if "cpu_s" in r]
         if cpus:
             extra = f"; worker CPU {statistics.median(cpus):.1f} s"
-        print(f"{v:13s} median {statistics.median(rates):>9,.0f} events/s "
-              f"(min {min(rates):,.0f}, max {max(rates):,.0f}){extra}")
+        print(f"{v:13s} {sets[which]:>10,} events: median {statistics.median(rates):>9,.0f} "
+              f"events/s (min {min(rates):,.0f}, max {max(rates):,.0f}){extra}")
     if "faust-record" in variants:
-        base = results["faust-record"]
+        base = results["faust-record", "prefix"]
         for v in variants:
-            if v != "faust-record":
+            if v not in ("faust-record", "aiokafka-raw"):
                 ratios = [w["events_s"] / b["events_s"]
-                          for w, b in zip(results[v], base, strict=True)]
-                print(f"{v} / faust-record, same run: median x{statistics.median(ratios):.2f} "
+                          for w, b in zip(results[v, "prefix"], base, strict=True)]
+                print(f"{v} / faust-record on the same {m:,} events, same run: median "
+                      f"x{statistics.median(ratios):.2f} "
                       f"({', '.join(f'x{x:.2f}' for x in ratios)})")
+    for which in ("prefix", "full"):
+        if ("aiokafka-raw", which) in results and ("worker-batch", which) in results:
+            ratios = [w["events_s"] / c["events_s"] for w, c in
+                      zip(results["worker-batch", which], results["aiokafka-raw", which],
+                          strict=True)]
+            print(f"worker-batch / aiokafka-raw on {sets[which]:,} events, same run: median "
+                  f"{statistics.median(ratios):.0%} of what the client library allows")
     if broker_cfg is not None and os.environ.get("CALLCOST_BENCH_KEEP_BROKER") != "1":
         from callcost import broker
 
