@@ -1055,7 +1055,8 @@ class Intake:
 
     def __init__(self, app: Any, pipeline: Pipeline, bootstrap: str, names: Topics, *,
                  batch_size: int, batch_ms: float, pause_faust: bool = True,
-                 client_id: str = "callcost-intake") -> None:
+                 client_id: str = "callcost-intake",
+                 client_kwargs: dict[str, Any] | None = None) -> None:
         self.app = app
         self.pipeline = pipeline
         self.bootstrap = bootstrap
@@ -1064,6 +1065,8 @@ class Intake:
         self.batch_ms = batch_ms
         self.pause_faust = pause_faust
         self.client_id = client_id
+        #: the connection's security (callcost.kafka_client.aiokafka_kwargs)
+        self.client_kwargs = dict(client_kwargs or {})
         self.reading: dict[int, int] = {}  # partition -> offset the consumer reads next
         self.records = 0
         self.fetches = 0
@@ -1094,6 +1097,7 @@ class Intake:
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_wait_ms=max(1, min(500, int(self.batch_ms))),
+            **self.client_kwargs,
         )
         await consumer.start()
         topic = self.names.events
@@ -1204,7 +1208,12 @@ def build_app(
     """The Faust app with its agent and timers, and the pipeline it feeds."""
     import faust
 
-    from callcost.kafka_client import faust_broker_url, faust_kwargs, kafka_python_kwargs
+    from callcost.kafka_client import (
+        aiokafka_kwargs,
+        faust_broker_url,
+        faust_kwargs,
+        kafka_python_kwargs,
+    )
     from callcost.streams.engine import Engine
 
     data = Path(data_dir if data_dir is not None else f"var/worker-{group}")
@@ -1241,7 +1250,8 @@ def build_app(
 
     if intake == "batch":
         reader = Intake(app, pipeline, bootstrap, names, batch_size=batch_size,
-                        batch_ms=batch_ms, client_id=f"{group}-intake")
+                        batch_ms=batch_ms, client_id=f"{group}-intake",
+                        client_kwargs=aiokafka_kwargs(settings))
         pipeline.intake = reader
 
         @app.task
@@ -1365,7 +1375,7 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     finally:
-        if profiler is not None:
+        if profiler is not None and profile_to:
             profiler.disable()
             profiler.dump_stats(profile_to)
     log.info("stopped: %s", pipeline.summary())
