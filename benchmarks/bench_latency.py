@@ -1,7 +1,7 @@
 """End-to-end latency (issue 7, target 2): event in, figure on a websocket client.
 
     .venv/bin/python -m benchmarks.bench_latency [--smoke] [--rate 5000] [--clients 1000]
-        [--centres 50] [--measure-s 60] [--batch-ms 100] [--batch-size 1000]
+        [--centres 50] [--measure-s 60] [--batch-ms 100] [--batch-size 10000]
         [--bootstrap HOST:PORT] [--profile]
 
 A real broker (``--bootstrap``, else the benchmarks' own on port 39602, started if need
@@ -320,7 +320,7 @@ def main() -> int:
     p.add_argument("--measure-s", type=float, default=60.0)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--batch-ms", type=float, default=100.0, help="worker --batch-ms")
-    p.add_argument("--batch-size", type=int, default=1000, help="worker --batch-size")
+    p.add_argument("--batch-size", type=int, default=10_000, help="worker --batch-size")
     p.add_argument("--checkpoint-s", type=float, default=5.0, help="worker --checkpoint-s")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--drain-s", type=float, default=120.0, help="longest wait, after the "

@@ -164,3 +164,23 @@ def test_bench_replay_10m_smoke(tmp_path: Path) -> None:
 def test_every_benchmark_documents_its_smoke_mode(script: str) -> None:
     text = (ROOT / "benchmarks" / script).read_text()
     assert f"benchmarks/{script} --smoke" in text
+
+
+def test_bench_throughput_smoke(kafka_bootstrap: str) -> None:
+    """Every variant runs on the test broker, and each worker's final figures equal the
+    engine's (the benchmark refuses a run whose figures differ)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_throughput", "--smoke",
+         "--bootstrap", kafka_bootstrap],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
+    rates = {}
+    for m in re.finditer(r"^(\S+) +([\d,]+) events: median +([\d,]+) events/s",
+                         proc.stdout, re.M):
+        rates[m.group(1), int(m.group(2).replace(",", ""))] = int(m.group(3).replace(",", ""))
+    assert {v for v, _n in rates} == {"faust-record", "worker-faust", "worker-batch",
+                                       "aiokafka-raw"}, proc.stdout
+    assert all(r > 0 for r in rates.values()), rates
+    assert ("worker-batch", 20_000) in rates and ("worker-batch", 5_000) in rates
+    assert "worker-batch / faust-record on the same 5,000 events" in proc.stdout
