@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import pstats
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -372,8 +371,7 @@ def main() -> int:
             print(r["profile"])
     if len(results) > 1:
         def med(key: str, sub: str | None = None) -> str:
-            vals = [r[key][sub] if sub else r[key] for r in results]
-            return f"{statistics.median(vals):.1f} ({min(vals):.1f}-{max(vals):.1f})"
+            return live.median_range(results, key, sub)
 
         print(f"median of {len(results)} (min-max): p50 {med('latency', 'p50')} ms, "
               f"p90 {med('latency', 'p90')} ms, p99 {med('latency', 'p99')} ms, max "

@@ -73,6 +73,14 @@ def fmt_latency(s: dict[str, float]) -> str:
 # --------------------------------------------------------------------------- /proc
 
 
+def median_range(results: Sequence[dict], key: str, sub: str | None = None) -> str:
+    """``median (min-max)`` of one figure over several runs' results."""
+    import statistics
+
+    vals = [r[key][sub] if sub else r[key] for r in results]
+    return f"{statistics.median(vals):.1f} ({min(vals):.1f}-{max(vals):.1f})"
+
+
 def cpu_s(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:

@@ -93,6 +93,14 @@ def ssl_context(settings: Settings | KafkaSettings | None) -> ssl.SSLContext | N
     return ctx
 
 
+def _sasl_kwargs(k: KafkaSettings) -> dict[str, Any]:
+    """The SASL arguments, named alike by aiokafka and kafka-python."""
+    if not k.uses_sasl:
+        return {}
+    return {"sasl_mechanism": k.sasl_mechanism, "sasl_plain_username": k.sasl_username,
+            "sasl_plain_password": _password(k)}
+
+
 def aiokafka_kwargs(settings: Settings | KafkaSettings | None) -> dict[str, Any]:
     """Keyword arguments of ``AIOKafkaConsumer``, ``AIOKafkaProducer`` and
     ``aiokafka.conn.create_conn``: ``security_protocol`` and, as it needs them,
@@ -100,10 +108,7 @@ def aiokafka_kwargs(settings: Settings | KafkaSettings | None) -> dict[str, Any]
     them too) and ``ssl_context``."""
     k = kafka_settings(settings)
     kw: dict[str, Any] = {"security_protocol": k.security_protocol}
-    if k.uses_sasl:
-        kw["sasl_mechanism"] = k.sasl_mechanism
-        kw["sasl_plain_username"] = k.sasl_username
-        kw["sasl_plain_password"] = _password(k)
+    kw.update(_sasl_kwargs(k))
     if k.uses_ssl:
         kw["ssl_context"] = ssl_context(k)
     return kw
@@ -114,10 +119,7 @@ def kafka_python_kwargs(settings: Settings | KafkaSettings | None) -> dict[str, 
     ``KafkaAdminClient``."""
     k = kafka_settings(settings)
     kw: dict[str, Any] = {"security_protocol": k.security_protocol}
-    if k.uses_sasl:
-        kw["sasl_mechanism"] = k.sasl_mechanism
-        kw["sasl_plain_username"] = k.sasl_username
-        kw["sasl_plain_password"] = _password(k)
+    kw.update(_sasl_kwargs(k))
     if k.uses_ssl:
         ssl_context(k)  # the files are usable: fail here with the key's name, not later
         kw["ssl_cafile"] = k.ssl_cafile
