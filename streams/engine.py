@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from callcost.agents.alerts import AlertMachine, Band
+from callcost.streams.alerts import AlertMachine, Band
 from callcost.errors import EventError
 from callcost.streams import kernels as K
 from callcost.streams.calls import NONE, OUTBOUND, VOICE, CallTable

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callcost.agents.alerts import FIRING, INACTIVE, PENDING, AlertMachine, Band
+from callcost.streams.alerts import FIRING, INACTIVE, PENDING, AlertMachine, Band
 
 
 def band(**kw: object) -> Band:

@@ -13,7 +13,7 @@ PURE = [
     "callcost.streams.kernels",
     "callcost.streams.engine",
     "callcost.streams.topics",
-    "callcost.agents.alerts",
+    "callcost.streams.alerts",
     "callcost.web.protocol",
     "callcost.web.access",
     "callcost.web.control",
