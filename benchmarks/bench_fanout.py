@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_fanout [--smoke] [--clients 10000]
         [--client-procs 4] [--centres 50] [--measure-s 60] [--spread-s 0]
-        [--bootstrap HOST:PORT] [--profile]
+        [--bootstrap HOST:PORT] [--profile] [--runs N] [--baseline-tree DIR]
 
 A real broker (``--bootstrap``, else the benchmarks' own on port 39602), fresh topics,
 ``callcost gateway`` as a subprocess, and ``--clients`` websocket clients in
@@ -21,7 +21,10 @@ one clock), p50/p90/p99/max; the gateway's CPU per delivered frame (utime + stim
 /proc over the measurement window, divided by the frames the clients received in it);
 the memory per client (the gateway's RSS after every client has subscribed less before
 any connected, divided by the clients); and the gateway's conflations and slow-client
-closes. Exits 1 when no update was received. ``--smoke``: 5 centres, 20 clients, 5 s.
+closes. ``--baseline-tree DIR`` (a checkout of another commit) runs the gateway of that
+checkout too (benchmarks/other_tree.py), alternating with this one's in every run, and
+prints both medians side by side. Exits 1 when no update was received. ``--smoke``: 5
+centres, 20 clients, 5 s.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import live
 from benchmarks.bench_latency import top_functions
 from benchmarks.common import START_MS, machine
+from benchmarks.other_tree import command as tree_command
 
 
 def figures_template() -> dict[str, Any]:
@@ -116,18 +120,21 @@ def metric(port: int, name: str) -> float:
                                                         re.M))
 
 
-def run_once(a: argparse.Namespace, bootstrap: str, workdir: Path) -> dict[str, Any]:
+def run_once(a: argparse.Namespace, bootstrap: str, workdir: Path,
+             tree: Path | None = None) -> dict[str, Any]:
     topics = live.private_topics(bootstrap, "fanout", a.partitions)
     procs = live.Procs(workdir)
     try:
         port = live.free_port()
         config = live.gateway_config(workdir, a.clients)
-        gw = procs.spawn("gateway", live.callcost(
-            "gateway", "--bootstrap", bootstrap, "--port", str(port),
-            "--figures-topic", topics["cost-figures"], "--alerts-topic", topics["cost-alerts"],
-            "--control-topic", topics["callcost-control"],
-            *(["--config", str(config)] if config else []),
-        ), profile=a.profile)
+        args = ("gateway", "--bootstrap", bootstrap, "--port", str(port),
+                "--figures-topic", topics["cost-figures"], "--alerts-topic",
+                topics["cost-alerts"], "--control-topic", topics["callcost-control"],
+                *(["--config", str(config)] if config else []))
+        if tree is None:
+            gw = procs.spawn("gateway", live.callcost(*args), profile=a.profile)
+        else:
+            gw = procs.spawn("gateway", tree_command(tree, *args)[1:])
         live.wait_healthy(port, procs)
         duration = a.warmup_s + a.measure_s + 600  # stopped by the run
         procs.spawn("producer", [
@@ -214,6 +221,8 @@ def main() -> int:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--profile", action="store_true", help="the gateway under cProfile")
     p.add_argument("--workdir", default=None, help="keep the logs and records here")
+    p.add_argument("--baseline-tree", type=Path, default=None, metavar="DIR",
+                   help="also run the gateway of this checkout of another commit")
     p.add_argument("--producer", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--duration", type=float, help=argparse.SUPPRESS)
@@ -230,17 +239,23 @@ def main() -> int:
           f"({a.clients // a.centres} clients each), one figures message per centre per "
           f"second{f' spread over {a.spread_s:g} s' if a.spread_s else ', all at once'}; "
           f"warm-up {a.warmup_s:g} s, measured {a.measure_s:g} s")
-    results = []
-    for i in range(a.runs):
+    sides: list[tuple[str, Path | None]] = [("this", None)]
+    if a.baseline_tree is not None:
+        sides.append(("base", a.baseline_tree))
+    by_side: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in sides}
+    for i, (side, tree) in enumerate(
+        pair for run in range(a.runs) for pair in (sides if run % 2 == 0 else sides[::-1])
+    ):
         if a.workdir:
-            workdir = Path(a.workdir) / f"run-{i + 1}"
+            workdir = Path(a.workdir) / f"run-{i + 1}-{side}"
             workdir.mkdir(parents=True, exist_ok=True)
-            r = run_once(a, bootstrap, workdir)
+            r = run_once(a, bootstrap, workdir, tree)
         else:
             with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-                r = run_once(a, bootstrap, Path(tmp))
-        results.append(r)
-        print(f"run {i + 1}: delivery {live.fmt_latency(r['latency'])}; "
+                r = run_once(a, bootstrap, Path(tmp), tree)
+        by_side[side].append(r)
+        label = f" ({side} tree)" if len(sides) > 1 else ""
+        print(f"run {i // len(sides) + 1}{label}: delivery {live.fmt_latency(r['latency'])}; "
               f"{r['frames']:,} frames in the window ({r['frames_per_s']:,.0f}/s, expected "
               f"{r['expected']:,}) of {r['message_bytes']:,} bytes ({r['figures_per_message']} "
               f"figures); gateway CPU {r['cpu_pct']:.0f}%, {r['cpu_us_per_frame']:.1f} µs "
@@ -251,15 +266,19 @@ def main() -> int:
               f"load {r['load']}", flush=True)
         if "profile" in r:
             print(r["profile"])
-    if len(results) > 1:
-        def med(key: str, sub: str | None = None) -> str:
+    for side, results in by_side.items():
+        if len(results) < 2:
+            continue
+
+        def med(key: str, sub: str | None = None, results: list = results) -> str:
             return live.median_range(results, key, sub)
 
-        print(f"median of {len(results)} (min-max): p50 {med('latency', 'p50')} ms, "
+        label = f"{side} tree, " if len(sides) > 1 else ""
+        print(f"{label}median of {len(results)} (min-max): p50 {med('latency', 'p50')} ms, "
               f"p90 {med('latency', 'p90')} ms, p99 {med('latency', 'p99')} ms, max "
               f"{med('latency', 'max')} ms; CPU {med('cpu_us_per_frame')} µs per frame, "
               f"{med('cpu_pct')}%; {med('bytes_per_client')} bytes per client")
-    if not all(r["latency"]["n"] for r in results):
+    if not all(r["latency"]["n"] for rs in by_side.values() for r in rs):
         print("FAILED: no figure reached a client", file=sys.stderr)
         return 1
     return 0

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_throughput [--events 2000000] [--centres 50]
         [--runs 3] [--variants faust-record,worker-faust,worker-batch] [--bootstrap H:P]
-        [--smoke]
+        [--baseline-tree DIR] [--smoke]
 
 A topic is pre-filled once with ``--events`` simulated events across ``--centres``
 centres (keyed by centre, ``--partitions`` partitions) and kept on the benchmark broker
@@ -20,6 +20,11 @@ The first two read the first ``--baseline-events`` (200,000) of the same events 
 topic of their own (at a few thousand events/s the whole would take a quarter of an hour
 a run); ``worker-batch`` and ``aiokafka-raw`` read that prefix too, side by side, then
 all of them.
+
+``--baseline-tree DIR`` (a checkout of another commit, e.g. ``git worktree add /tmp/base
+REV``) adds ``base-worker-batch``: the same worker run from that checkout
+(benchmarks/other_tree.py), in the same runs and rotation, for before/after figures
+side by side.
 
 A worker is timed from the moment it reads its first events (its log line ``first
 events at``) to the Kafka timestamp of the figures message that made the last centre's
@@ -51,6 +56,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import DATA, ROOT, machine, simulated_file
+from benchmarks.other_tree import command as tree_command
 
 BENCH_PORT = 39700
 VARIANTS = ("faust-record", "worker-faust", "worker-batch", "aiokafka-raw")
@@ -178,7 +184,8 @@ def close_enough(a: Any, b: Any) -> bool:
 
 
 def run_worker(bootstrap: str, topic: str, n: int, finals: dict[str, Any], intake: str,
-               partitions: int, timeout_s: float, profile: str | None = None) -> dict[str, Any]:
+               partitions: int, timeout_s: float, profile: str | None = None,
+               tree: Path | None = None) -> dict[str, Any]:
     from kafka import KafkaConsumer, TopicPartition
 
     from callcost.topics_cmd import create_topics
@@ -187,12 +194,13 @@ def run_worker(bootstrap: str, topic: str, n: int, finals: dict[str, Any], intak
     names = create_topics(bootstrap, partitions, prefix=prefix)
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     logf = open(tmp / "worker.log", "w+")  # noqa: SIM115 (read back below)
-    cmd = [PY, "-m", "callcost.cli", "worker", "--bootstrap", bootstrap,
+    args = ["worker", "--bootstrap", bootstrap,
            "--events-topic", topic, "--figures-topic", names["cost-figures"],
            "--alerts-topic", names["cost-alerts"], "--dlq-topic", names["call-events-dlq"],
            "--checkpoints-topic", names["callcost-checkpoints"],
            "--group", f"{prefix}worker", "--data-dir", str(tmp / "data"),
            "--intake", intake]
+    cmd = tree_command(tree, *args) if tree else [PY, "-m", "callcost.cli", *args]
     env = dict(os.environ)
     if profile:
         env["CALLCOST_PROFILE"] = profile  # the worker writes its cProfile there at exit
@@ -272,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a running broker (default: start var/bench-broker on 39700)")
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="write each worker's cProfile to DIR/VARIANT-RUN.prof")
+    p.add_argument("--baseline-tree", type=Path, default=None, metavar="DIR",
+                   help="also run worker-batch from this checkout of another commit")
     p.add_argument("--smoke", action="store_true",
                    help="tiny: 20,000 events, 5 centres, 1 run (CI checks it still works)")
     a = p.parse_args(argv)
@@ -305,9 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         topics_[name] = f"bench-events-n{n}-c{a.centres}-p{a.partitions}"
         ensure_topic(bootstrap, topics_[name], events[:n], a.partitions)
 
+    if a.baseline_tree is not None and "worker-batch" in variants:
+        variants.insert(variants.index("worker-batch") + 1, "base-worker-batch")
     plan = [(v, "prefix") for v in variants]
     if "full" in sets:
-        plan += [(v, "full") for v in ("worker-batch", "aiokafka-raw") if v in variants]
+        plan += [(v, "full") for v in ("worker-batch", "base-worker-batch", "aiokafka-raw")
+                 if v in variants]
     results: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in plan}
     for run in range(a.runs):
         order = plan[run % len(plan):] + plan[:run % len(plan)]
@@ -326,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                 if a.profile:
                     Path(a.profile).mkdir(parents=True, exist_ok=True)
                     prof = str(Path(a.profile) / f"{v}-{which}-{run + 1}.prof")
+                tree = a.baseline_tree if v.startswith("base-") else None
                 r = run_worker(bootstrap, topics_[which], n, finals_[which],
-                               v.split("-")[1], a.partitions, timeout_s, prof)
+                               v.split("-")[-1], a.partitions, timeout_s, prof, tree)
             log(f"  {r['events_s']:,.0f} events/s ({r['seconds']:.1f} s)")
             results[v, which].append(r)
 
@@ -345,13 +359,20 @@ def main(argv: list[str] | None = None) -> int:
     if "faust-record" in variants:
         base = results["faust-record", "prefix"]
         for v in variants:
-            if v not in ("faust-record", "aiokafka-raw"):
+            if v not in ("faust-record", "aiokafka-raw") and (v, "prefix") in results:
                 ratios = [w["events_s"] / b["events_s"]
                           for w, b in zip(results[v, "prefix"], base, strict=True)]
                 print(f"{v} / faust-record on the same {m:,} events, same run: median "
                       f"x{statistics.median(ratios):.2f} "
                       f"({', '.join(f'x{x:.2f}' for x in ratios)})")
     for which in ("prefix", "full"):
+        if ("base-worker-batch", which) in results:
+            ratios = [w["events_s"] / b["events_s"] for w, b in
+                      zip(results["worker-batch", which], results["base-worker-batch", which],
+                          strict=True)]
+            print(f"worker-batch / base-worker-batch on {sets[which]:,} events, same run: "
+                  f"median x{statistics.median(ratios):.3f} "
+                  f"({', '.join(f'x{x:.3f}' for x in ratios)})")
         if ("aiokafka-raw", which) in results and ("worker-batch", which) in results:
             ratios = [w["events_s"] / c["events_s"] for w, c in
                       zip(results["worker-batch", which], results["aiokafka-raw", which],
