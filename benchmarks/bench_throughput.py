@@ -132,11 +132,11 @@ def ensure_topic(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]],
     log(f"producing {len(events):,} events to {topic} ({partitions} partitions)")
     t0 = time.perf_counter()
     # Kafka's console producer: some 20 times faster than a Python producer here
-    from callcost import broker
+    from callcost import broker_jvm
 
     lines = b"".join(k + b"\t" + v + b"\n" for k, v in events)
     subprocess.run(
-        [broker._java(), "-Xmx512m", "-cp", str(ROOT / "broker" / "lib" / "*"),
+        [broker_jvm.java(), "-Xmx512m", "-cp", str(ROOT / "broker" / "lib" / "*"),
          "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", bootstrap,
          "--topic", topic, "--property", "parse.key=true", "--property", "key.separator=\t",
          "--producer-property", "linger.ms=20", "--producer-property", "batch.size=524288",

@@ -17,7 +17,7 @@ from callcost import __version__
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "broker": ("callcost.broker", "start, stop or inspect the local Kafka broker (KRaft)"),
+    "broker": ("callcost.broker_cli", "start, stop or inspect the local Kafka broker (KRaft)"),
     "topics": ("callcost.topics_cmd", "create the callcost topics on a broker"),
     "worker": (
         "callcost.agents.app",

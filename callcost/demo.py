@@ -109,7 +109,7 @@ def _port_open(port: int) -> bool:
 def _demo_config(explicit: str | None) -> str | None:
     if explicit:
         return explicit
-    from callcost.broker import repo_root
+    from callcost.broker_config import repo_root
 
     path = repo_root() / "demo" / "callcost.toml"
     return str(path) if path.exists() else None
@@ -148,7 +148,7 @@ def _watch(children: _Children, url: str, t0: float, stopping: list[int],
 
 
 def run(args: argparse.Namespace) -> int:
-    from callcost import broker, topics_cmd
+    from callcost import broker, broker_config, topics_cmd
     from callcost.kafka_client import kafka_python_kwargs
     from callcost.streams.config import load_settings
 
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = broker.BrokerConfig()
     bootstrap = cfg.bootstrap
     started_broker = False
-    root = broker.repo_root()
+    root = broker_config.repo_root()
     log_dir = root / "var" / "demo" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     children = _Children(log_dir)

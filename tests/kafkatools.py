@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import Iterable
 
-from callcost import broker
+from callcost import broker, broker_config
 from callcost.topics_cmd import create_topics
 
 #: Every private test topic starts with this.
@@ -26,7 +26,7 @@ def session_broker_config() -> broker.BrokerConfig:
     another port, so that two runs on two ports do not share a home)."""
     port = int(os.environ.get("CALLCOST_TEST_BROKER_PORT", str(DEFAULT_TEST_PORT)))
     name = "test-broker" if port == DEFAULT_TEST_PORT else f"test-broker-{port}"
-    home = broker.repo_root() / "var" / name
+    home = broker_config.repo_root() / "var" / name
     return broker.BrokerConfig(home=home, port=port, controller_port=port + 1)
 
 

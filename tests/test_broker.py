@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from callcost import broker
+from callcost import broker, broker_process
 from callcost.errors import BrokerError
 from callcost.streams import topics
 from tests.kafkatools import fresh_topics, session_broker_config
@@ -127,7 +127,7 @@ def _own(tmp_path: Path, port: int) -> broker.BrokerConfig:
 
 
 def _gone(pid: int) -> bool:
-    return not broker._alive(pid)
+    return not broker_process.alive(pid)
 
 
 def test_stop_and_orphaned_broker(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from callcost import broker
+from callcost import broker, broker_config, broker_process, broker_properties
 from callcost import kafka_client as kc
 from callcost.errors import BrokerError, ConfigError
 from callcost.streams.config import KafkaSettings, load_settings, parse_settings
@@ -326,7 +326,7 @@ def sasl_ssl_broker(
 
 def free_pair(ports: tuple[int, ...]) -> int:
     for port in ports:
-        if not broker._port_in_use(port) and not broker._port_in_use(port + 1):
+        if not broker_process.port_in_use(port) and not broker_process.port_in_use(port + 1):
             return port
     pytest.fail(f"none of the ports {ports} (and the next ones) is free")
 
@@ -533,11 +533,11 @@ def test_sasl_users_are_checked_and_never_shown(tmp_path: Path) -> None:
         broker.BrokerConfig(home=tmp_path, port=39592, sasl_users={"u": 'a"b'})
     cfg = broker.BrokerConfig(home=tmp_path, port=39592, sasl_users={"u": "secret-1"})
     assert "secret-1" not in repr(cfg) and cfg.security_protocol == "SASL_PLAINTEXT"
-    text = broker._server_properties(cfg)
+    text = broker_properties.server_properties(cfg)
     assert "listeners=SASL_PLAINTEXT://127.0.0.1:39592,CONTROLLER://127.0.0.1:39593" in text
     protocols = "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
     assert f"listener.security.protocol.map={protocols}" in text
     assert "inter.broker.listener.name=SASL_PLAINTEXT" in text
-    assert 'user_u="secret-1"' in text and f'username="{broker.BROKER_USER}"' in text
+    assert 'user_u="secret-1"' in text and f'username="{broker_config.BROKER_USER}"' in text
     assert (cfg.secret_file.stat().st_mode & 0o777) == 0o600
     assert broker.BrokerConfig(home=tmp_path, port=39592).security_protocol == "PLAINTEXT"
