@@ -831,3 +831,31 @@ def test_pages_recover_after_the_gateway_restarts(
         assert page.evaluate("window.__notReloaded === true")
         assert page.evaluate("window.callcostLive.reconnects") >= 1
         assert page.errors == []
+
+
+#: what the gateway must say a static file is (a module script runs only as JavaScript)
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
+
+
+def test_every_static_file_is_served_and_every_reference_is_one(stack: Stack) -> None:
+    """Each file of web/static/ comes back under /static/ as it is, with its content type;
+    the pages' scripts and styles, and the modules each script imports, are among them."""
+    static = ROOT / "web" / "static"
+    names = {p.name for p in static.iterdir() if p.is_file()}
+    assert {"live.js", "wallboard.js", "supervisor.js", "alerts.js", "landing.js"} <= names
+    for name in sorted(names):
+        with urllib.request.urlopen(f"{stack.base}/static/{name}", timeout=5) as r:
+            assert r.headers["Content-Type"] == STATIC_TYPES[Path(name).suffix], name
+            assert r.read() == (static / name).read_bytes(), name
+        text = (static / name).read_text()
+        if name.endswith(".html"):
+            refs = [part.split('"', 1)[0] for part in text.split('="/static/')[1:]]
+            assert all(ref in names for ref in refs), (name, refs)
+            assert all('type="module"' in tag for tag in text.split("<script")[1:]), name
+        if name.endswith(".js"):
+            specs = [part.split('"', 1)[0] for part in text.split(' from "')[1:]]
+            assert all(s.startswith("./") and s[2:] in names for s in specs), (name, specs)

@@ -2,11 +2,16 @@
 // The alerts firing now (live, over the alerts channel of every centre) and the history
 // (GET /api/alerts?state=all, then live), with filters; an opt-in beep and a browser
 // notification for every new alert while the page is in the background.
-import {
-  DASH, Live, allZones, showConnection, band, count, dateClock, directionChip, getJSON, h, money, params, viewsNav,
-} from "/static/common.js";
+import { getJSON } from "./api.js";
+import { allZones } from "./centres.js";
+import { Live } from "./connection.js";
+import { el, h, say } from "./dom.js";
+import { DASH, band, count, dateClock, money } from "./format.js";
+import { showConnection } from "./freshness.js";
+import { params, viewsNav } from "./nav.js";
+import { beep, notifyInBackground, setupOptIn } from "./notify.js";
+import { directionChip } from "./status.js";
 
-const el = (id) => document.getElementById(id);
 const MAX_HISTORY_ROWS = 500;
 
 const firing = new Map(); // id -> alert (+ ack, snooze)
@@ -22,11 +27,6 @@ let arrival = 0; // tie-break for messages with the same `at`
 let zones = {}; // centre -> time zone, when the gateway says
 let historyLoaded = false;
 let liveRef = null;
-
-function say(text) {
-  el("message").textContent = text || "";
-  el("message").hidden = !text;
-}
 
 // ------------------------------------------------------------------------ filters
 
@@ -185,79 +185,15 @@ function onAlerts(msg) {
 
 // ------------------------------------------------------------------------ sound and notification
 
-let audio = null;
 const optedIn = () => el("notify").checked;
-
-function audioContext() {
-  if (!audio) {
-    const Ctx = window.AudioContext || window.webkitAudioContext;
-    if (!Ctx) return null;
-    audio = new Ctx();
-  }
-  if (audio.state === "suspended") audio.resume().catch(() => {});
-  return audio;
-}
-
-function beep() {
-  const ctx = audioContext();
-  if (!ctx) return;
-  const t = ctx.currentTime;
-  for (const [start, freq] of [[0, 880], [0.18, 660]]) {
-    const osc = ctx.createOscillator();
-    const gain = ctx.createGain();
-    osc.type = "sine";
-    osc.frequency.value = freq;
-    gain.gain.setValueAtTime(0.0001, t + start);
-    gain.gain.exponentialRampToValueAtTime(0.25, t + start + 0.02);
-    gain.gain.exponentialRampToValueAtTime(0.0001, t + start + 0.16);
-    osc.connect(gain).connect(ctx.destination);
-    osc.start(t + start);
-    osc.stop(t + start + 0.17);
-  }
-}
-
-function showNotifyState() {
-  const s = el("notify-state");
-  if (!optedIn()) { s.textContent = ""; return; }
-  if (!("Notification" in window)) s.textContent = "(sound only: this browser has no notifications)";
-  else if (Notification.permission === "granted") s.textContent = "(on)";
-  else if (Notification.permission === "denied") s.textContent = "(sound only: notifications are blocked for this site)";
-  else s.textContent = "(sound only until notifications are allowed)";
-}
 
 function announce(a) {
   if (!optedIn() || !passes(a, { ignoreState: true })) return;
   beep();
-  if (document.hidden && "Notification" in window && Notification.permission === "granted") {
-    const dir = a.direction === "above" ? "\u25B2 above" : "\u25BC below";
-    try {
-      const n = new Notification(`${a.centre}: ${a.key} ${dir} the band`, {
-        body: `${a.rule} (${a.window}): ${money(a.value)} per call, band ${band(a.low, a.high)}, ${count(a.handled)} calls`,
-        tag: a.id,
-      });
-      n.onclick = () => { window.focus(); n.close(); };
-    } catch (e) { /* some browsers allow notifications from a service worker only */ }
-  }
-}
-
-function setupOptIn() {
-  const box = el("notify");
-  let stored = false;
-  try { stored = localStorage.getItem("callcost.notify") === "1"; } catch (e) { /* private mode */ }
-  box.checked = stored;
-  box.addEventListener("change", async () => {
-    try { localStorage.setItem("callcost.notify", box.checked ? "1" : "0"); } catch (e) { /* private mode */ }
-    if (box.checked) {
-      audioContext(); // created in the click, so that the browser lets it play
-      if ("Notification" in window && Notification.permission === "default") {
-        try { await Notification.requestPermission(); } catch (e) { /* old browsers: callback form */ }
-      }
-    }
-    showNotifyState();
-  });
-  // a stored opt-in: the browser lets sound play only after the first click on the page
-  document.addEventListener("click", () => { if (box.checked) audioContext(); }, { once: true });
-  showNotifyState();
+  const dir = a.direction === "above" ? "\u25B2 above" : "\u25BC below";
+  notifyInBackground(`${a.centre}: ${a.key} ${dir} the band`,
+    `${a.rule} (${a.window}): ${money(a.value)} per call, band ${band(a.low, a.high)}, ${count(a.handled)} calls`,
+    a.id);
 }
 
 // ------------------------------------------------------------------------ start
@@ -266,7 +202,7 @@ async function start() {
   zones = await allZones();
   viewsNav(el("views"), filters.centre, "alerts");
   for (const id of ["f-centre", "f-state", "f-rule"]) el(id).addEventListener("change", filtersChanged);
-  setupOptIn();
+  setupOptIn(el("notify"), el("notify-state"));
   render();
   const live = new Live({
     onState: (state, detail) => {

@@ -1,14 +1,15 @@
 // The landing page (/): every centre that has figures, with links to its three views.
 // (The live table below it is live.js.)
-import { getJSON, h, pageUrl } from "/static/common.js";
+import { listCentres } from "./centres.js";
+import { h } from "./dom.js";
+import { pageUrl } from "./nav.js";
 
 const list = document.getElementById("view-list");
 
 async function refresh() {
   let names = [];
   try {
-    const body = await getJSON("/api/figures?scope=centre");
-    names = [...new Set(body.figures.map((f) => f.centre))].sort();
+    names = await listCentres();
   } catch (e) {
     setTimeout(refresh, 5000);
     return;

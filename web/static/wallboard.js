@@ -6,12 +6,18 @@
 // One tile per key: cost per call in large type, its band, calls handled, AHT and a trend
 // of the last hour, kept in the browser from the updates seen since the page loaded (the
 // gateway serves the latest figures only). Colour by status, and a word and a shape.
-import {
-  DASH, Freshness, History, Live, SCOPES, band, can, centreZone, clock, count, drawTrend, duration,
-  h, chooseCentre, money, params, statusOf,
-} from "/static/common.js";
+import { can } from "./access.js";
+import { centreZone, chooseCentre } from "./centres.js";
+import { Live } from "./connection.js";
+import { el, h, say } from "./dom.js";
+import { DASH, band, clock, count, duration, money } from "./format.js";
+import { Freshness } from "./freshness.js";
+import { History } from "./history.js";
+import { params } from "./nav.js";
+import { byScopeAndKey } from "./scopes.js";
+import { statusOf } from "./status.js";
+import { drawTrend } from "./trend.js";
 
-const el = (id) => document.getElementById(id);
 const WINDOW = params.get("window") || "15m";
 const SHOWN = (params.get("scope") || "queue").split(",").map((s) => s.trim()).filter(Boolean);
 const HOUR = 3600000;
@@ -28,16 +34,7 @@ let loadedAt = null;
 
 const freshness = new Freshness({ badge: el("connection"), stale: el("stale") });
 
-function say(text) {
-  el("message").textContent = text || "";
-  el("message").hidden = !text;
-}
-
 // ------------------------------------------------------------------------ tiles
-
-function order(a, b) {
-  return (SCOPES.indexOf(a.scope) - SCOPES.indexOf(b.scope)) || a.key.localeCompare(b.key);
-}
 
 function makeTile(f) {
   const parts = {
@@ -135,7 +132,7 @@ function render(asOf, figures) {
   const shown = figures
     .filter((f) => f.window === WINDOW && (f.scope === "centre" ? true : SHOWN.includes(f.scope)))
     .filter((f) => f.scope !== "centre" || f.key === centre)
-    .sort(order);
+    .sort(byScopeAndKey);
   if (asOf !== null && asOf !== undefined) {
     if (loadedAt === null) {
       loadedAt = asOf;
