@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from callcost.streams.config import Rates, Rule, Settings, Window, parse_window
+from callcost.streams.config import Rates, Rule, Settings
 from callcost.streams.events import (
     ANSWERED,
     ENDED,
@@ -31,6 +31,7 @@ from callcost.streams.events import (
     WRAPPED,
     Event,
 )
+from callcost.streams.vocabulary import Window, parse_window
 
 HOUR_MS = 3_600_000
 SCOPES = ("centre", "queue", "channel", "direction")

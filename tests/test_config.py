@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from callcost.errors import ConfigError
-from callcost.streams.config import Rates, Settings, load_settings, parse_settings, parse_window
+from callcost.streams.config import Rates, Settings, load_settings, parse_settings
+from callcost.streams.vocabulary import parse_window
 
 VECTORS = Path(__file__).parent / "vectors"
 
