@@ -35,11 +35,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from callcost.streams.alerts import AlertMachine, Band
 from callcost.errors import EventError
 from callcost.streams import kernels as K
+from callcost.streams.alerts import AlertMachine, Band
 from callcost.streams.calls import NONE, OUTBOUND, VOICE, CallTable
-from callcost.streams.config import Rule, Settings, Window
+from callcost.streams.config import Rule, Settings
 from callcost.streams.events import (
     ANSWERED,
     CONVERTING,
@@ -51,6 +51,7 @@ from callcost.streams.events import (
     Event,
     parse,
 )
+from callcost.streams.vocabulary import Window
 
 CHUNK = 4096  # instants per kernel call: bounds the transient output arrays
 QUIET_JUMP_MS = 6 * 3_600_000  # skip quiet stretches longer than this
