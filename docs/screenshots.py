@@ -25,11 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from callcost import broker  # noqa: E402
-from tests.kafkatools import delete_topics, fresh_topics, unique_prefix  # noqa: E402
+from tests.support.brokers import delete_topics, fresh_topics, unique_prefix  # noqa: E402
+from tests.support.tools import CHROMIUM_ARGS, chromium  # noqa: E402
 from tests.test_pages import (  # noqa: E402
     CENTRE,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     CUT,
     TZ,
     Stack,
@@ -78,7 +77,7 @@ def shoot(stack: Stack, out: Path) -> None:
 
     query = f"centre={CENTRE}&tz={TZ}"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
             pages = {name: ctx.new_page() for name in ("wallboard", "supervisor", "alerts")}

@@ -7,26 +7,36 @@ topics on it, and stops it at the end. It never skips: a missing broker is start
 
 Every test that uses it is marked ``kafka`` automatically, so ``-m 'not kafka'`` runs
 the rest without Java.
+
+The fixtures several modules use are here (``worker``, ``workers``, ``gw``); the helpers
+they are built from are in ``tests/support/``. ``tests/support/no_skips.py`` makes any
+skip fail the run.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from callcost import broker
 from callcost.topics_cmd import create_topics
-from tests.kafkatools import (
+from tests.support import two_centres
+from tests.support.brokers import (
     delete_tmp_topics,
     delete_topics,
     fresh_topics,
     session_broker_config,
     unique_prefix,
 )
+from tests.support.gateway_client import Running
+from tests.support.worker import Workers, recovery_options
+
+pytest_plugins = ["tests.support.no_skips"]
 
 
 def _other_sessions(sessions: Path) -> list[int]:
@@ -82,6 +92,39 @@ def kafka_topics(kafka_bootstrap: str, unique_topic_prefix: str) -> Iterator[dic
         delete_topics(kafka_bootstrap, names.values())
     except Exception as exc:  # cleanup only; the session start removes leftovers too
         print(f"could not delete test topics {sorted(names.values())}: {exc}", file=sys.stderr)
+
+
+@pytest.fixture
+def worker(
+    kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """Start ``callcost worker`` on this test's topics: yields a function that starts
+    one with a config file; each still running at the end is stopped."""
+    w = Workers(kafka_bootstrap, kafka_topics, tmp_path)
+    yield w.start
+    w.close()
+
+
+@pytest.fixture
+def workers(
+    kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path
+) -> Iterator[Workers]:
+    """Workers in one consumer group on this test's topics, checkpointing every second
+    into this test's checkpoint topic, on the ``two-centres`` config unless told."""
+    w = Workers(kafka_bootstrap, kafka_topics, tmp_path, config=two_centres.CONFIG,
+                options=recovery_options(kafka_topics), label="test-recovery")
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def gw() -> Iterator[Running]:
+    """The gateway in-process, without Kafka, on a free port."""
+    running = Running()
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

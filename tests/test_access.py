@@ -12,12 +12,8 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +27,12 @@ from callcost.errors import ConfigError
 from callcost.streams.config import load_settings, parse_settings
 from callcost.web import access as a
 from callcost.web.gateway import Gateway
-from tests.test_gateway import Running, ask, free_port, wait_for
-from tests.test_protocol import T0, alert, figures_value
+from tests.support.gateway_client import Running, ask
+from tests.support.messages import T0, alert, figures_value
+from tests.support.ports import answers, free_port
+from tests.support.processes import spawn, stop
+from tests.support.tools import CHROMIUM_ARGS, chromium, openssl
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("wallboard", "supervisor", "admin", "metrics")
@@ -291,7 +291,7 @@ HTTP_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/whoami"): set(ROLES),
 }
 #: routes anyone may use, token or not
-PUBLIC = [("GET", "/healthz"), ("GET", "/wallboard"), ("GET", "/"), ("GET", "/static/common.js")]
+PUBLIC = [("GET", "/healthz"), ("GET", "/wallboard"), ("GET", "/"), ("GET", "/static/token.js")]
 #: what an allowed request answers (the ack names an alert that does not exist: 404)
 ALLOWED_STATUS = {("POST", "/api/alerts/ack"): 404}
 BODIES = {
@@ -551,7 +551,7 @@ def test_origin_policy_unit() -> None:
 def make_cert(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        [openssl(), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
          "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
@@ -559,7 +559,6 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
 def test_tls_serves_https_and_wss(tmp_path: Path, tokens: dict[str, str]) -> None:
     make_cert(tmp_path)
     cfg = tmp_path / "callcost.toml"
@@ -643,15 +642,11 @@ def test_no_token_in_the_logs_at_debug(tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "gateway.log"
     env = {**os.environ, "CC_TEST_TOKEN_TV": good["wallboard"]}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "callcost.cli", "gateway", "--bootstrap", "", "--port",
-             str(port), "--config", str(cfg), "--log-level", "debug"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-        )  # fmt: skip
+    proc = spawn(["gateway", "--bootstrap", "", "--port", str(port), "--config", str(cfg),
+                  "--log-level", "debug"], log_path, env=env)
     secrets_ = [*good.values(), bad]
     try:
-        wait_for(lambda: _answers(port), 30, "the gateway to listen")
+        wait_for(lambda: answers(port), 30, "the gateway to listen")
         bodies: list[bytes] = []
         for token in secrets_:
             for path in ("/api/figures", "/metrics", f"/api/figures?token={token}",
@@ -681,12 +676,7 @@ def test_no_token_in_the_logs_at_debug(tmp_path: Path) -> None:
         bodies.append(http_request(port, "GET", "/healthz")[2])
         bodies.append(http_request(port, "GET", "/api/whoami", bearer(good["admin"]))[2])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=20)
     text = log_path.read_text(errors="replace")
     # the test sees what it claims to: websockets' debug lines and redactions are there
     assert (
@@ -703,14 +693,6 @@ def test_no_token_in_the_logs_at_debug(tmp_path: Path) -> None:
             assert token.encode() not in body
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 # --------------------------------------------------------------------------- the page
 
 
@@ -721,15 +703,13 @@ def test_wallboard_with_a_token_and_without(tokens: dict[str, str]) -> None:
     address; without a token, or with a wrong one, it says it is not authorised."""
     from playwright.sync_api import sync_playwright
 
-    from tests.test_pages import CHROMIUM, CHROMIUM_ARGS
-
     settings = parse_settings(tokens_toml(tokens))
     gw = Running(settings=settings)
     try:
         gw.figures(figures_value("prg", T0))
         base = f"http://127.0.0.1:{gw.port}/wallboard?centre=prg"
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
             try:
                 ctx = browser.new_context(viewport={"width": 1280, "height": 720})
                 ctx.set_default_timeout(20000)

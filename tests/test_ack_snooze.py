@@ -12,22 +12,28 @@ import orjson
 import pytest
 
 from callcost.web import control as c
-from callcost.web import protocol as p
-from tests.test_gateway import Running, ask, healthy, produce, recv, send, wait_for
-from tests.test_protocol import T0, alert, drain, parsed_alert
+from callcost.web.control import PendingWrite
+from callcost.web.session import Session
+from callcost.web.stores import AlertStore, FigureStore
+from callcost.web.wire import BadMessage
+from tests.support.brokers import produce
+from tests.support.gateway_client import Running, ask, healthy, recv, send
+from tests.support.messages import T0, alert, parsed_alert
+from tests.support.sessions import drain
+from tests.support.waiting import wait_for
 
 NOW = T0 + 600_000
 SNOOZE = {"centre": "prg", "rule": "queue-15m", "key": "billing"}
 
 
-def new_session() -> tuple[p.Session, p.AlertStore, c.ControlStore]:
-    alerts, control = p.AlertStore(), c.ControlStore()
-    return p.Session(p.FigureStore(), alerts, control), alerts, control
+def new_session() -> tuple[Session, AlertStore, c.ControlStore]:
+    alerts, control = AlertStore(), c.ControlStore()
+    return Session(FigureStore(), alerts, control), alerts, control
 
 
-def complete(session: p.Session, control: c.ControlStore, pending: Any, offset: int) -> dict:
+def complete(session: Session, control: c.ControlStore, pending: Any, offset: int) -> dict:
     """What the gateway does with a control request: write, apply, fan out, reply."""
-    assert isinstance(pending, p.PendingWrite)
+    assert isinstance(pending, PendingWrite)
     _, value = pending.record.encoded()
     record = control.apply(pending.record.key, value, (0, offset))
     assert record is not None
@@ -115,7 +121,7 @@ def test_store_sent_records() -> None:
     ],
 )
 def test_store_rejects_bad_records(key: str, value: bytes, reason: str) -> None:
-    with pytest.raises(p.BadMessage) as info:
+    with pytest.raises(BadMessage) as info:
         c.ControlStore().apply(key, value, (0, 0))
     assert info.value.reason == reason
 
@@ -141,7 +147,7 @@ def test_ack_goes_to_every_matching_subscription_then_the_reply() -> None:
     pending = session.receive(
         json.dumps({"op": "ack", "id": firing["id"], "by": "eva", "note": "looking"}), NOW
     )
-    assert isinstance(pending, p.PendingWrite) and session.pending == 0  # nothing yet
+    assert isinstance(pending, PendingWrite) and session.pending == 0  # nothing yet
     assert pending.record.key == f"ack/{firing['id']}"
     reply = complete(session, control, pending, 0)
     ack = {
@@ -171,7 +177,7 @@ def test_ack_goes_to_every_matching_subscription_then_the_reply() -> None:
     assert snap["alerts"] == [{**firing, "ack": ack, "snooze": None}]
 
 
-def drain_after(session: p.Session, request: dict, now: int = NOW) -> list[dict]:
+def drain_after(session: Session, request: dict, now: int = NOW) -> list[dict]:
     session.receive(json.dumps(request), now)
     return drain(session)
 
@@ -276,7 +282,7 @@ def test_write_failure_is_an_error_reply() -> None:
     pending = session.receive(
         json.dumps({"op": "ack", "id": parsed_alert()["id"], "by": "eva"}), NOW
     )
-    assert isinstance(pending, p.PendingWrite)
+    assert isinstance(pending, PendingWrite)
     session.write_failed(pending, "cannot write to callcost-control: broker down")
     assert drain(session) == [
         {
@@ -330,7 +336,7 @@ def test_alerts_filters() -> None:
     ]
 
 
-def ask_(session: p.Session, request: dict) -> list[dict]:
+def ask_(session: Session, request: dict) -> list[dict]:
     session.receive(json.dumps(request), NOW)
     return drain(session)
 
@@ -566,7 +572,7 @@ def test_restart_keeps_acks_and_snoozes(kafka_bootstrap: str, kafka_topics: dict
     )
     gw = Running(kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the gateway to catch up")
         with gw.ws() as ws:
             snap = ask(ws, {"op": "subscribe", "channel": "alerts"})
             assert [a["id"] for a in snap["alerts"]] == [firing["id"], other["id"]]
@@ -592,7 +598,7 @@ def test_restart_keeps_acks_and_snoozes(kafka_bootstrap: str, kafka_topics: dict
 
     gw = Running(kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the restarted gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the restarted gateway to catch up")
         ack = acked["ack"]
         assert gw.get_json("/api/alerts") == {
             "alerts": [

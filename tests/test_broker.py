@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,20 +19,10 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from callcost import broker, broker_process
 from callcost.errors import BrokerError
 from callcost.streams import topics
-from tests.kafkatools import fresh_topics, session_broker_config
+from tests.support.brokers import fresh_topics, session_broker_config
+from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.kafka
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "callcost.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -60,7 +48,7 @@ def test_start_is_idempotent(kafka_bootstrap: str) -> None:
 
 def test_status_command_prints_one_json_line(kafka_bootstrap: str) -> None:
     cfg = session_broker_config()
-    out = _cli("broker", "status", "--home", str(cfg.home), "--port", str(cfg.port))
+    out = run_cli("broker", "status", "--home", str(cfg.home), "--port", str(cfg.port))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -96,7 +84,7 @@ def test_topics_have_their_configs_and_partitions(admin: KafkaAdminClient) -> No
 
 def test_topics_command_is_idempotent(kafka_bootstrap: str, admin: KafkaAdminClient) -> None:
     # Existing topics are fine, and are not changed (here: not re-partitioned).
-    out = _cli("topics", "--bootstrap", kafka_bootstrap, "--partitions", "2")
+    out = run_cli("topics", "--bootstrap", kafka_bootstrap, "--partitions", "2")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == len(topics.TOPIC_CONFIGS)
     for t in admin.describe_topics([topics.CALL_EVENTS]):
@@ -134,7 +122,7 @@ def test_stop_and_orphaned_broker(tmp_path: Path) -> None:
     cfg = _own(tmp_path, 39192)
     try:
         # Started by another process that then exits, as `callcost broker start` does.
-        out = _cli(
+        out = run_cli(
             "broker",
             "start",
             "--home",

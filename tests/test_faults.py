@@ -12,7 +12,7 @@
   stopped (SIGTERM) or killed (SIGKILL) mid-stream while the other takes over its
   partitions, and started again later.
 
-After each: the checks of ``tests/test_recovery.py`` on the topics (the last figures of
+After each: the checks of ``tests/support/worker_outputs.py`` on the topics (the last figures of
 each centre equal ``expected.json`` at the last instant, ``as_of`` never backwards, the
 alerts are the expected ones with no ``(id, state)`` twice, the DLQ holds the 40 bad
 lines once each); for the broker restart, also the gateway's ``/api/figures`` and
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -34,21 +33,15 @@ import pytest
 
 from callcost import broker
 from callcost.topics_cmd import create_topics
-from tests.test_live_vectors import get, start_gateway, stop_gateway
-from tests.test_recovery import (
-    CONFIG,
-    NAME,
-    Outputs,
-    Workers,
-    check_outputs,
-    lines,
-    log,
-    log_text,
-    recovery_lines,
-    tail,
-    wait_assigned,
-    wait_until,
-)
+from tests.support.brokers import message_count
+from tests.support.gateway_process import get_json, start_gateway
+from tests.support.ports import port_is_free
+from tests.support.processes import log_tail, log_text, stop
+from tests.support.progress import log
+from tests.support.two_centres import CONFIG, NAME, lines
+from tests.support.waiting import wait_for
+from tests.support.worker import Workers, recovery_lines, recovery_options, wait_assigned
+from tests.support.worker_outputs import Outputs, check_outputs
 from tests.vectorcheck import alert_mismatches, expected, figure_mismatches
 
 #: the dedicated broker of the broker-restart test: the first of these ports that is free
@@ -116,11 +109,6 @@ class PacedProducer:
         assert self.error is None, f"the producer failed: {self.error!r}"
 
 
-def finished(out: Outputs, exp: dict) -> bool:
-    out.poll()
-    return out.complete(exp)
-
-
 def check_gateway(base: str, exp: dict, gproc: subprocess.Popen, timeout_s: float = 30) -> None:
     """The gateway serves expected.json's figures at the last instant and its alerts."""
     for cid, want in exp["centres"].items():
@@ -129,43 +117,34 @@ def check_gateway(base: str, exp: dict, gproc: subprocess.Popen, timeout_s: floa
 
         def figures_there(cid: str = cid, last: int = last) -> bool:
             try:
-                figs = get(f"{base}/api/figures?centre={cid}")["figures"]
+                figs = get_json(f"{base}/api/figures?centre={cid}")["figures"]
             except OSError:
                 return False
             return bool(figs) and all(f["as_of"] == last for f in figs)
 
         def alerts_there(cid: str = cid, n: int = len(want["alerts"])) -> bool:
             try:
-                return len(get(f"{base}/api/alerts?centre={cid}&state=all")["alerts"]) >= n
+                return len(get_json(f"{base}/api/alerts?centre={cid}&state=all")["alerts"]) >= n
             except OSError:
                 return False
 
-        wait_until(figures_there, [gproc], f"the gateway's figures of {cid}", timeout_s)
-        wait_until(alerts_there, [gproc], f"the gateway's alerts of {cid}", timeout_s)
-        figs = get(f"{base}/api/figures?centre={cid}")["figures"]
+        wait_for(figures_there, timeout_s, f"the gateway's figures of {cid}", procs=[gproc])
+        wait_for(alerts_there, timeout_s, f"the gateway's alerts of {cid}", procs=[gproc])
+        figs = get_json(f"{base}/api/figures?centre={cid}")["figures"]
         assert figure_mismatches(figs, at_last) == [], cid
-        alerts = get(f"{base}/api/alerts?centre={cid}&state=all")["alerts"]
+        alerts = get_json(f"{base}/api/alerts?centre={cid}&state=all")["alerts"]
         assert alert_mismatches(alerts, want["alerts"]) == [], cid
 
 
 # --------------------------------------------------------------------------- broker restart
 
 
-def free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker's JVM does
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
     """A broker of this test alone: the session broker is shared and must not move."""
     deadline = time.monotonic() + 60  # a burst of other connections may hold them a while
-    while (port := next((p for p in BROKER_PORTS if free(p) and free(p + 1)), None)) is None:
+    while (port := next((p for p in BROKER_PORTS if port_is_free(p) and port_is_free(p + 1)),
+                         None)) is None:
         assert time.monotonic() < deadline, (
             f"none of the ports {BROKER_PORTS} is free with the next one (held by other "
             "processes' connections: `ss -tanp | grep 395`)")
@@ -193,25 +172,12 @@ def restart(cfg: broker.BrokerConfig, outage_s: float, t0: float) -> tuple[str, 
             f"{back - stopped:.1f} s in all"), back
 
 
-def figures_end(bootstrap: str, topic: str) -> int:
-    """How many messages the topic holds (all partitions), from the broker."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        parts = c.partitions_for_topic(topic) or set()
-        ends = c.end_offsets([TopicPartition(topic, p) for p in parts])
-        return sum(ends.values())
-    finally:
-        c.close()
-
-
 def wait_for_growth(bootstrap: str, topic: str, procs: list[subprocess.Popen],
                     since: float) -> float:
     """Seconds from ``since`` until the worker sends figures again."""
-    before = figures_end(bootstrap, topic)
-    wait_until(lambda: figures_end(bootstrap, topic) > before, procs,
-               f"new messages on {topic} after the broker restart", 60)
+    before = message_count(bootstrap, topic)
+    wait_for(lambda: message_count(bootstrap, topic) > before, 60,
+             f"new messages on {topic} after the broker restart", procs=procs, interval_s=0.2)
     return time.monotonic() - since
 
 
@@ -236,7 +202,8 @@ def test_broker_restarts_mid_stream(own_broker: broker.BrokerConfig, tmp_path: P
     cfg = own_broker
     exp = expected(NAME)
     names = create_topics(cfg.bootstrap, PARTITIONS)
-    workers = Workers(cfg.bootstrap, names, tmp_path)
+    workers = Workers(cfg.bootstrap, names, tmp_path, config=CONFIG,
+                      options=recovery_options(names), label="test-recovery")
     gproc, base = start_gateway(cfg.bootstrap, names, tmp_path / "gateway.log")
     producer = PacedProducer(cfg.bootstrap, names["call-events"])
     try:
@@ -250,16 +217,18 @@ def test_broker_restarts_mid_stream(own_broker: broker.BrokerConfig, tmp_path: P
             note, back = restart(cfg, outage_s, t0)
             log(f"{note}; produced {producer.produced}/{len(producer.items)}")
             for p in (wproc, gproc):
-                assert p.poll() is None, f"{p.args!r} exited:\n{tail(p)}"
+                assert p.poll() is None, f"{p.args!r} exited:\n{log_tail(p)}"
             again = wait_for_growth(cfg.bootstrap, names["cost-figures"], [wproc, gproc], back)
             log(f"    the worker sent figures again {again:.1f} s after the broker answered")
         producer.join()
         log(f"all {len(producer.items)} events produced at t={time.monotonic() - t0:.1f} s")
         out = Outputs(cfg.bootstrap, names)
         try:
-            wait_until(lambda: finished(out, exp), [wproc, gproc],
-                       "the final figures")
-            time.sleep(2.0)  # anything sent twice would be there by now
+            wait_for(lambda: out.finished(exp), 90, "the final figures", procs=[wproc, gproc],
+                     interval_s=0.2)
+            # stopped, the worker has sent all it ever will: the topics read to their end
+            # offsets are final, and nothing sent twice can still be on its way
+            assert workers.stop(wproc) == 0, log_tail(wproc)
             log(f"complete at t={time.monotonic() - t0:.1f} s")
             check_outputs(out, exp)
         finally:
@@ -270,10 +239,9 @@ def test_broker_restarts_mid_stream(own_broker: broker.BrokerConfig, tmp_path: P
             log(f"    worker: {line}")
         log(f"    worker: {last_summary(wproc)}")
         assert " send_errors=0 " in last_summary(wproc) + " ", "the worker lost output messages"
-        assert wproc.poll() is None and gproc.poll() is None
-        assert workers.stop(wproc) == 0, tail(wproc)
+        assert gproc.poll() is None
     finally:
-        stop_gateway(gproc)
+        stop(gproc, timeout_s=20)
         workers.close()
 
 
@@ -340,7 +308,7 @@ def rebalance_run(bootstrap: str, names: dict[str, str], workers: Workers,
             a, b = (current_partitions(p, topic) for p in both)
             return a | b == set(range(PARTITIONS)) and not a & b and bool(b)
 
-        wait_until(split, both, "the partitions split between the two workers", 60)
+        wait_for(split, 60, "the partitions split between the two workers", procs=both)
         owned = {i: current_partitions(p, topic) for i, p in enumerate(both)}
         log(f"t={time.monotonic() - t0:.1f} s, produced {producer.produced}: first worker "
             f"owns {sorted(owned[0])}, second {sorted(owned[1])}")
@@ -354,52 +322,46 @@ def rebalance_run(bootstrap: str, names: dict[str, str], workers: Workers,
         if how == "SIGKILL":
             workers.kill(victim)
         else:
-            assert workers.stop(victim) == 0, tail(victim)
-            assert "checkpoint (shutdown)" in log_text(victim), tail(victim)
+            assert workers.stop(victim) == 0, log_tail(victim)
+            assert "checkpoint (shutdown)" in log_text(victim), log_tail(victim)
         log(f"{how} to the {which} worker at t={took - t0:.1f} s, produced "
             f"{producer.produced}/{len(producer.items)}")
-        wait_until(lambda: current_partitions(survivor, topic) == set(range(PARTITIONS)),
-                   [survivor], "the other worker owning every partition", 60)
+        wait_for(lambda: current_partitions(survivor, topic) == set(range(PARTITIONS)), 60,
+                 "the other worker owning every partition", procs=[survivor])
         log(f"    the other worker owns every partition {time.monotonic() - took:.1f} s "
             "later")
         again = workers.start(CONFIG, "--data-dir", dirs[both.index(victim)])
         wait_assigned(again)
-        wait_until(lambda: bool(current_partitions(again, topic))
-                   and current_partitions(survivor, topic)
-                   == set(range(PARTITIONS)) - current_partitions(again, topic),
-                   [survivor, again], "the partitions split again", 60)
+        wait_for(lambda: bool(current_partitions(again, topic))
+                 and current_partitions(survivor, topic)
+                 == set(range(PARTITIONS)) - current_partitions(again, topic),
+                 60, "the partitions split again", procs=[survivor, again])
         log(f"restarted at t={time.monotonic() - t0:.1f} s, produced {producer.produced}: "
             f"the other owns {sorted(current_partitions(survivor, topic))}, restarted "
             f"one {sorted(current_partitions(again, topic))}")
         producer.join()
-        wait_until(lambda: finished(out, exp), [survivor, again],
-                   "the final figures")
-        time.sleep(2.0)  # anything sent twice would be there by now
+        wait_for(lambda: out.finished(exp), 90, "the final figures", procs=[survivor, again],
+                 interval_s=0.2)
+        # stopped, both have sent all they ever will: the topics read to their end
+        # offsets are final, and nothing sent twice can still be on its way
+        for p in (survivor, again):
+            assert workers.stop(p) == 0, log_tail(p)
         log(f"complete at t={time.monotonic() - t0:.1f} s")
         check_outputs(out, exp)
         for p in both:  # each worker owned a centre at some point
-            assert owned_partitions(p, topic) & data, tail(p)
+            assert owned_partitions(p, topic) & data, log_tail(p)
         for name, p in (("other", survivor), (which, victim), ("restarted", again)):
             for line in recovery_lines(p):
                 if " send_errors=" not in line:
                     log(f"    {name}: {line}")
         for p in (survivor, again):
-            assert " send_errors=0 " in last_summary(p) + " ", tail(p)
-            assert workers.stop(p) == 0, tail(p)
+            assert " send_errors=0 " in last_summary(p) + " ", log_tail(p)
     finally:
         out.close()
 
 
-@pytest.fixture
-def group(kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path) -> Iterator:
-    """Worker subprocesses in one consumer group on this test's topics."""
-    w = Workers(kafka_bootstrap, kafka_topics, tmp_path)
-    yield w
-    w.close()
-
-
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_rebalance_one_of_two_workers_stops_and_comes_back(
-    how: str, kafka_bootstrap: str, kafka_topics: dict[str, str], group: Workers
+    how: str, kafka_bootstrap: str, kafka_topics: dict[str, str], workers: Workers
 ) -> None:
-    rebalance_run(kafka_bootstrap, kafka_topics, group, how)
+    rebalance_run(kafka_bootstrap, kafka_topics, workers, how)

@@ -37,11 +37,16 @@ from callcost.streams.engine import Engine
 from callcost.streams.events import MAX_DETAIL_CHARS, MAX_TS, REASONS, TYPE_NAMES, parse
 from callcost.streams.topics import DLQ_MAX_BYTES, EVENT_MAX_BYTES
 from tests.malformed import CATEGORIES, Bad, generate, interleave
-from tests.test_worker import consume_until, log_tail, stop, worker  # noqa: F401 (fixture)
+from tests.support.brokers import message_count, read_to_end
+from tests.support.processes import log_tail, log_text, stop
+from tests.support.waiting import wait_for
+from tests.support.worker import ASSIGNED, consume_until
 from tests.vectorcheck import VECTORS, alert_mismatches, expected, figure_mismatches
 
 SEED = int(os.environ.get("CALLCOST_FUZZ_SEED", "20261127"))
 VECTOR = VECTORS / "two-centres"
+#: reading the dead letters back: megabyte values, more than a consumer fetches by default
+BIG_FETCH = {"max_partition_fetch_bytes": 2 * DLQ_MAX_BYTES, "fetch_max_bytes": 8 * DLQ_MAX_BYTES}
 #: the engine's clock in the unit tests: after every event of the vector
 NOW_MS = 1_800_000_000_000
 _CENTRE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -328,29 +333,6 @@ def _produce(bootstrap: str, topic: str, merged: list) -> dict[tuple[int, int], 
     return where
 
 
-def _read_all(bootstrap: str, topic: str) -> list:
-    """Every message of ``topic`` now (end offsets taken first)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             max_partition_fetch_bytes=2 * DLQ_MAX_BYTES,
-                             fetch_max_bytes=8 * DLQ_MAX_BYTES, consumer_timeout_ms=2000)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(tps)
-        got = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"{topic}: could not read to its end"
-            for msgs in consumer.poll(timeout_ms=500).values():
-                got.extend(msgs)
-        return got
-    finally:
-        consumer.close()
-
-
 def _place_huge(merged: list, huge: list[Bad], seed: int) -> list:
     """``merged`` with half of ``huge`` at random places in its first half, the rest in
     its second half."""
@@ -363,31 +345,8 @@ def _place_huge(merged: list, huge: list[Bad], seed: int) -> list:
     return halves[0] + halves[1]
 
 
-def _ends(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    """How many messages each topic holds now."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        out = {}
-        for t in topics:
-            tps = [TopicPartition(t, p) for p in consumer.partitions_for_topic(t)]
-            out[t] = sum(consumer.end_offsets(tps).values())
-        return out
-    finally:
-        consumer.close()
-
-
-def _wait_for_log(proc: Any, text: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in Path(proc.log_path).read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the worker never logged {text!r}:\n{log_tail(proc)}")
-        time.sleep(0.3)
-
-
 def test_malformed_through_kafka_and_the_worker(
-    kafka_bootstrap: str, kafka_topics: dict[str, str], worker, tmp_path: Path  # noqa: F811
+    kafka_bootstrap: str, kafka_topics: dict[str, str], worker, tmp_path: Path
 ) -> None:
     """The first half is produced while the worker starts (most of it reaches the engine
     through the worker's own replay of its partitions, kafka-python), the second half
@@ -408,7 +367,8 @@ def test_malformed_through_kafka_and_the_worker(
     proc = worker(VECTOR / "callcost.toml")
     t0 = time.monotonic()
     where = _produce(kafka_bootstrap, events, merged[:mid])
-    _wait_for_log(proc, "recovery of partitions", 120)
+    wait_for(lambda: ASSIGNED in log_text(proc), 120, f"the worker to log {ASSIGNED!r}",
+             procs=[proc], interval_s=0.3)
     where.update(_produce(kafka_bootstrap, events, merged[mid:]))
     produced_s = time.monotonic() - t0
     assert len(where) == len(merged)
@@ -431,7 +391,7 @@ def test_malformed_through_kafka_and_the_worker(
     outputs = [kafka_topics["call-events-dlq"], kafka_topics["cost-alerts"]]
     deadline = time.monotonic() + 60
     while True:  # the worker's outputs keep no order between topics: wait for the counts
-        n_dlq, n_al = _ends(kafka_bootstrap, outputs).values()
+        n_dlq, n_al = (message_count(kafka_bootstrap, t) for t in outputs)
         if n_dlq >= want_dlq and n_al >= n_alerts:
             break
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -442,8 +402,8 @@ def test_malformed_through_kafka_and_the_worker(
     assert proc.poll() is None, "the worker is still running"
     assert stop(proc) == 0, log_tail(proc)
     # after a clean stop nothing more can come: the counts are exact
-    dlq = _read_all(kafka_bootstrap, kafka_topics["call-events-dlq"])
-    alerts = _read_all(kafka_bootstrap, kafka_topics["cost-alerts"])
+    dlq = read_to_end(kafka_bootstrap, kafka_topics["call-events-dlq"], **BIG_FETCH)
+    alerts = read_to_end(kafka_bootstrap, kafka_topics["cost-alerts"], **BIG_FETCH)
     assert len(dlq) == want_dlq
     assert len(alerts) == n_alerts
 

@@ -8,129 +8,19 @@ marked ``kafka`` feeds them from a real broker.
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import json
-import os
-import shutil
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from callcost.web.gateway import Gateway
-from tests.test_protocol import T0, alert, centre_figures, figures_value
-
-
-class Running:
-    """A :class:`Gateway` serving from a thread of its own."""
-
-    def __init__(self, bootstrap: str | None = None, port: int = 0, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.gateway = Gateway(bootstrap, "127.0.0.1", port, **options)
-        self.call(self.gateway.start())
-        self.port = self.gateway.port
-
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def do(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` in the server's loop, as the readers do."""
-
-        async def call() -> Any:
-            return fn(*args)
-
-        return self.call(call())
-
-    def figures(self, *values: bytes) -> None:
-        self.do(self.gateway.ingest_figures, list(values))
-
-    def alerts(self, *values: bytes) -> None:
-        self.do(self.gateway.ingest_alerts, list(values))
-
-    def close(self) -> None:
-        try:
-            self.call(self.gateway.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-    # ------------------------------------------------------------------ clients
-
-    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path)
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
-
-    def get_json(self, path: str, status: int = 200) -> Any:
-        code, headers, body = self.get(path)
-        assert code == status, body
-        assert headers["content-type"] == "application/json"
-        return json.loads(body)
-
-    def metrics(self) -> dict[str, float]:
-        code, headers, body = self.get("/metrics")
-        assert code == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
-        out = {}
-        for line in body.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
-
-    def ws(self, **kw: Any) -> ClientConnection:
-        return connect(f"ws://127.0.0.1:{self.port}/ws", **kw)
-
-
-@pytest.fixture
-def gw() -> Iterator[Running]:
-    running = Running()
-    try:
-        yield running
-    finally:
-        running.close()
-
-
-def send(ws: ClientConnection, request: dict) -> None:
-    ws.send(json.dumps(request))
-
-
-def recv(ws: ClientConnection, timeout: float = 10) -> dict:
-    return json.loads(ws.recv(timeout=timeout))
-
-
-def ask(ws: ClientConnection, request: dict) -> dict:
-    send(ws, request)
-    return recv(ws)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}: {predicate()!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from tests.support.brokers import produce
+from tests.support.gateway_client import Running, ask, healthy, recv, send
+from tests.support.messages import T0, alert, big_figures, centre_figures, figures_value
+from tests.support.ports import free_port
+from tests.support.tools import chromium
+from tests.support.waiting import wait_for
 
 # --------------------------------------------------------------------------- HTTP
 
@@ -214,7 +104,7 @@ def test_healthz_is_503_until_the_readers_catch_up() -> None:
 def test_static_files(gw: Running) -> None:
     status, headers, body = gw.get("/")
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
-    assert b'<script src="/static/live.js">' in body
+    assert b'<script type="module" src="/static/live.js">' in body
     status, headers, body = gw.get("/static/live.js")
     assert status == 200 and headers["content-type"] == "text/javascript; charset=utf-8"
     assert b"/ws" in body and int(headers["content-length"]) == len(body)
@@ -404,11 +294,6 @@ def stalled_client(gw: Running) -> ClientConnection:
     return connect(f"ws://127.0.0.1:{gw.port}/ws", sock=sock, max_queue=1)
 
 
-def big_figures(centre: str, as_of: int) -> bytes:
-    queues = tuple(f"queue-{i:03d}" for i in range(60))
-    return figures_value(centre, as_of, centre_figures(centre, as_of, queues=queues))
-
-
 def test_slow_client_gets_conflated_figures_and_blocks_nobody() -> None:
     gw = Running(soft_limit=4, hard_limit=40)
     try:
@@ -488,24 +373,6 @@ def test_stop_closes_clients() -> None:
 # --------------------------------------------------------------------------- Kafka
 
 
-def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-    try:
-        for key, value in messages:
-            producer.send(topic, key=key.encode(), value=value)
-        producer.flush(30)
-    finally:
-        producer.close(10)
-
-
-def healthy(running: Running) -> bool:
-    status, _, body = running.get("/healthz")
-    running.last_health = body
-    return status == 200
-
-
 @pytest.mark.kafka
 def test_gateway_on_kafka_rebuilds_after_restart(
     kafka_bootstrap: str, kafka_topics: dict[str, str]
@@ -546,7 +413,7 @@ def test_gateway_on_kafka_rebuilds_after_restart(
 
     gw = Running(kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the gateway to catch up")
         assert gw.get_json("/api/figures?centre=prg")["figures"] == centre_figures(
             "prg", T0 + 1000, total=30.0
         )
@@ -594,7 +461,7 @@ def test_gateway_on_kafka_rebuilds_after_restart(
     # a new gateway holds what the first one had: it is all in the topics
     gw = Running(kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the restarted gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the restarted gateway to catch up")
         assert gw.get_json("/api/figures?centre=prg")["figures"] == centre_figures(
             "prg", T0 + 2000, total=40.0
         )
@@ -608,21 +475,11 @@ def test_gateway_on_kafka_rebuilds_after_restart(
 # --------------------------------------------------------------------------- the page
 
 
-def chromium() -> str | None:
-    for name in (os.environ.get("CALLCOST_CHROMIUM", ""), "chromium", "chromium-browser"):
-        path = shutil.which(name) if name else None
-        if path:
-            return path
-    return None
-
-
 @pytest.mark.browser
 def test_live_page_follows_and_reconnects() -> None:
     """The page at / picks the first centre, shows its figures, follows updates, and
     reconnects by itself when the gateway restarts."""
-    executable = chromium()
-    if executable is None:
-        pytest.skip("no chromium (apt-get install chromium, or set CALLCOST_CHROMIUM)")
+    executable = chromium()  # fails the test when there is none
     from playwright.sync_api import sync_playwright
 
     as_of = "document.getElementById('as-of').textContent.includes('%s')"
@@ -683,8 +540,8 @@ def test_centres_endpoint_gives_zone_currency_and_band() -> None:
     import urllib.request
 
     from callcost.streams.config import parse_settings
-    from callcost.web import protocol as p
     from callcost.web.gateway import Gateway
+    from callcost.web.messages import parse_figures
 
     settings = parse_settings(
         '[defaults]\ntimezone = "Europe/Prague"\n[centres.nyc]\ntimezone = "America/New_York"\n'
@@ -695,7 +552,7 @@ def test_centres_endpoint_gives_zone_currency_and_band() -> None:
         gw = Gateway(bootstrap=None, host="127.0.0.1", port=0, settings=settings)
         await gw.start()
         gw.figures.apply(
-            p.parse_figures(b'{"type": "figures", "centre": "prg", "as_of": 1000, "figures": []}')
+            parse_figures(b'{"type": "figures", "centre": "prg", "as_of": 1000, "figures": []}')
         )
         loop = asyncio.get_running_loop()
         base = f"http://127.0.0.1:{gw.port}"

@@ -33,9 +33,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from callcost.streams.config import GatewaySettings, parse_settings
-from callcost.web import protocol as p
-from tests.test_gateway import Running, ask, big_figures, recv, wait_for
-from tests.test_protocol import T0, alert, figures_value, message, new_session, parsed_alert
+from callcost.web.limits import RequestLimiter
+from callcost.web.subscriptions import FiguresUpdate
+from callcost.web.wire import ERRORS
+from tests.support.gateway_client import Running, ask, recv
+from tests.support.messages import T0, alert, big_figures, figures_value, message, parsed_alert
+from tests.support.sessions import new_session
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,7 +204,7 @@ def pending_of_others(gw: Running, healthy: Healthy) -> list[int]:
 
 
 def test_rate_limiter_is_a_token_bucket() -> None:
-    limiter = p.RequestLimiter(rate_per_s=2.0, burst=3)
+    limiter = RequestLimiter(rate_per_s=2.0, burst=3)
     assert [limiter.take(100.0) for _ in range(4)] == [True, True, True, False]
     assert limiter.refused_in_a_row == 1 and not limiter.abusive
     assert limiter.take(100.5)  # half a second: one token back
@@ -212,7 +216,7 @@ def test_rate_limiter_is_a_token_bucket() -> None:
     assert [limiter.take(200.0) for _ in range(4)] == [True, True, True, False]  # capped
     assert not limiter.take(199.0)  # a clock going back gives nothing
     with pytest.raises(ValueError):
-        p.RequestLimiter(0, 1)
+        RequestLimiter(0, 1)
 
 
 def test_refused_request_gets_rate_limited_naming_op_and_sub() -> None:
@@ -225,7 +229,7 @@ def test_refused_request_gets_rate_limited_naming_op_and_sub() -> None:
          "request": "subscribe", "sub": "w"},
         {"type": "error", "error": "rate_limited", "message": "slow down", "request": None},
     ]  # fmt: skip
-    assert "rate_limited" in p.ERRORS
+    assert "rate_limited" in ERRORS
 
 
 def test_alerts_to_a_slow_client_are_never_conflated() -> None:
@@ -237,7 +241,7 @@ def test_alerts_to_a_slow_client_are_never_conflated() -> None:
     for n in range(1, 61):
         msg = message("prg", T0 + n * 1000, total=float(n))
         if figures.apply(msg):
-            session.on_figures(p.FiguresUpdate(msg))
+            session.on_figures(FiguresUpdate(msg))
         a = parsed_alert(key=f"q{n}")
         alerts.apply(a)
         session.on_alert(a)

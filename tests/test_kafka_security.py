@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +28,10 @@ from callcost import broker, broker_config, broker_process, broker_properties
 from callcost import kafka_client as kc
 from callcost.errors import BrokerError, ConfigError
 from callcost.streams.config import KafkaSettings, load_settings, parse_settings
-from tests.test_live_vectors import free_port, get
+from tests.support.gateway_process import get_json
+from tests.support.ports import free_port
+from tests.support.processes import check_running, log_tail, log_text, run_cli, spawn, stop
+from tests.support.tools import openssl
 from tests.vectorcheck import VECTORS, alert_mismatches, expected, figure_mismatches
 
 #: client ports of the SASL brokers (controller: the next port), the first one free:
@@ -192,7 +192,7 @@ def test_sasl_plaintext_kwargs_for_each_library() -> None:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run([openssl(), *args], cwd=cwd, check=True, capture_output=True)
 
 
 def make_pki(d: Path) -> dict[str, Path]:
@@ -213,8 +213,7 @@ def make_pki(d: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+    openssl()  # fails the test, with how to install it, when there is none
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
@@ -341,30 +340,6 @@ def _env(password: str | None, **more: str) -> dict[str, str]:
     return env
 
 
-def _cli(*args: str, env: dict[str, str], timeout_s: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "callcost.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
-
-
-def _spawn(tmp_path: Path, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    log = (tmp_path / f"{name}.log").open("wb")
-    with log:
-        proc = subprocess.Popen([sys.executable, "-m", "callcost.cli", *args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    proc.log_path = log.name  # type: ignore[attr-defined]
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _post(url: str, body: dict) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
@@ -409,11 +384,11 @@ def test_every_command_with_sasl_credentials(
     edge = VECTORS / "edge"
     outputs: list[str] = []
 
-    topics = _cli("topics", "--bootstrap", bootstrap, "--partitions", "2", env=env)
+    topics = run_cli("topics", "--bootstrap", bootstrap, "--partitions", "2", env=env)
     outputs += [topics.stdout, topics.stderr]
     assert topics.returncode == 0, topics.stderr
     assert "cost-figures: ready (compact)" in topics.stdout
-    produced = _cli("produce", str(edge / "events.jsonl"), "--bootstrap", bootstrap, env=env)
+    produced = run_cli("produce", str(edge / "events.jsonl"), "--bootstrap", bootstrap, env=env)
     outputs += [produced.stdout, produced.stderr]
     assert produced.returncode == 0, produced.stderr
     assert "sent 43 messages to call-events" in produced.stderr
@@ -428,13 +403,13 @@ def test_every_command_with_sasl_credentials(
                                                           "CALLCOST_KAFKA_SSL_CAFILE")}
     gw_env["CALLCOST_KAFKA_SECURITY_PROTOCOL"] = ""  # empty: the file's value counts
     port = free_port()
-    worker = _spawn(tmp_path, "worker", [
+    worker = spawn([
         "worker", "--bootstrap", bootstrap, "--config", str(edge / "callcost.toml"),
         "--group", f"sasl-{secrets.token_hex(4)}", "--data-dir", str(tmp_path / "wd"),
-        "--batch-ms", "50"], env)
-    gateway = _spawn(tmp_path, "gateway", [
+        "--batch-ms", "50"], tmp_path / "worker.log", env=env)
+    gateway = spawn([
         "gateway", "--bootstrap", bootstrap, "--port", str(port),
-        "--config", str(gw_config)], gw_env)
+        "--config", str(gw_config)], tmp_path / "gateway.log", env=gw_env)
     base = f"http://127.0.0.1:{port}"
     try:
         want = expected("edge")["centres"]["edge"]
@@ -443,13 +418,10 @@ def test_every_command_with_sasl_credentials(
         figs: list = []
         alerts: list = []
         while True:
-            for proc in (worker, gateway):
-                if proc.poll() is not None:
-                    pytest.fail(f"{proc.args[3]} exited with {proc.returncode}:\n"
-                                + Path(proc.log_path).read_text()[-3000:])  # type: ignore
+            check_running((worker, gateway))
             try:
-                figs = get(f"{base}/api/figures?centre=edge")["figures"]
-                alerts = get(f"{base}/api/alerts?centre=edge&state=all")["alerts"]
+                figs = get_json(f"{base}/api/figures?centre=edge")["figures"]
+                alerts = get_json(f"{base}/api/alerts?centre=edge&state=all")["alerts"]
             except OSError:
                 figs = []
             if (figs and all(f["as_of"] == last for f in figs)
@@ -457,7 +429,7 @@ def test_every_command_with_sasl_credentials(
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"no figures at {last} after 150 s: {len(figs)} figures; worker:\n"
-                            + Path(worker.log_path).read_text()[-3000:])  # type: ignore
+                            + log_tail(worker))
             time.sleep(0.3)
         at_last = [f for f in want["figures"] if f["as_of"] == last]
         assert at_last and figure_mismatches(figs, at_last) == []
@@ -468,11 +440,11 @@ def test_every_command_with_sasl_credentials(
             "centre": "edge", "rule": first["rule"], "key": first["key"], "for_s": 600,
             "by": "tester"})
         assert status == 200 and body["snooze"]["by"] == "tester"
-        assert get(f"{base}/api/snoozes?centre=edge")["snoozes"] == [body["snooze"]]
+        assert get_json(f"{base}/api/snoozes?centre=edge")["snoozes"] == [body["snooze"]]
     finally:
-        _stop(worker)
-        _stop(gateway)
-    logs = [Path(p.log_path).read_text(errors="replace") for p in (worker, gateway)]  # type: ignore
+        stop(worker)
+        stop(gateway)
+    logs = [log_text(p) for p in (worker, gateway)]
     assert f"{protocol} (PLAIN as 'callcost')" in logs[0]  # the worker says how it connects
     for text in outputs + logs:
         assert password not in text
@@ -492,7 +464,7 @@ def test_wrong_password_stops_each_command_with_a_clear_message(
         "gateway": ["gateway", "--port", str(free_port())],
     }[command]
     t0 = time.monotonic()
-    out = _cli(*args, "--bootstrap", bootstrap, env=_env(wrong), timeout_s=120)
+    out = run_cli(*args, "--bootstrap", bootstrap, env=_env(wrong), timeout_s=120)
     took = time.monotonic() - t0
     text = out.stdout + out.stderr
     assert out.returncode == 2, text[-3000:]
@@ -509,7 +481,7 @@ def test_untrusted_broker_certificate_is_named(sasl_ssl_broker, tmp_path: Path) 
     other = make_pki(tmp_path / "other")  # a CA that did not sign the broker's certificate
     env = _env(password, CALLCOST_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
                CALLCOST_KAFKA_SSL_CAFILE=str(other["ca.pem"]))
-    out = _cli("topics", "--bootstrap", bootstrap, env=env)
+    out = run_cli("topics", "--bootstrap", bootstrap, env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert (f"callcost topics: TLS to the Kafka broker at {bootstrap}: its certificate is not "
             "trusted (unable to get local issuer certificate)") in out.stderr, out.stderr
@@ -518,7 +490,7 @@ def test_untrusted_broker_certificate_is_named(sasl_ssl_broker, tmp_path: Path) 
 
 def test_missing_password_stops_before_connecting(sasl_broker) -> None:
     bootstrap, _ = sasl_broker
-    out = _cli("topics", "--bootstrap", bootstrap, env=_env(None))
+    out = run_cli("topics", "--bootstrap", bootstrap, env=_env(None))
     assert out.returncode == 2
     assert out.stderr.strip().endswith(
         "callcost topics: CALLCOST_KAFKA_SASL_PASSWORD is not set: the SASL user 'callcost' "

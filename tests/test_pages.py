@@ -14,9 +14,6 @@ vector's last instant and every page is compared with what ``/api/figures`` and
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +27,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.brokers import delete_topics, fresh_topics, unique_prefix
+from tests.support.ports import free_port
+from tests.support.processes import check_running, kill, spawn, stop
+from tests.support.tools import CHROMIUM_ARGS, chromium
+from tests.support.waiting import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR = ROOT / "tests" / "vectors" / "sim-2h"
-CHROMIUM = os.environ.get("CALLCOST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: every test here drives Chromium; those on the broker are marked kafka by conftest.py
 pytestmark = pytest.mark.browser
 
@@ -50,23 +44,6 @@ LATENESS_MS = 5000
 #: alerts fire (expected.json lists the figures at it)
 CUT = 1768471200000
 TZ = "Europe/Prague"  # the vector's time zone (tests/vectors/sim-2h/callcost.toml)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Stack:
@@ -94,12 +71,7 @@ class Stack:
     # ------------------------------------------------------------------ processes
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = (self.workdir / f"{name}.log").open("ab")
-        cmd = [sys.executable, "-m", "callcost.cli", *args]
-        with log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        proc.log_path = log.name  # type: ignore[attr-defined]
-        return proc
+        return spawn(args, self.workdir / f"{name}.log", append=True)  # one log across restarts
 
     def start_worker(self) -> None:
         t = self.topics
@@ -122,7 +94,7 @@ class Stack:
             "--figures-topic", t["cost-figures"], "--alerts-topic", t["cost-alerts"],
             "--control-topic", t["callcost-control"],
         ])  # fmt: skip
-        wait_until(self._healthy, 30, "the gateway's /healthz")
+        wait_for(self._healthy, 30, "the gateway's /healthz")
 
     def _healthy(self) -> bool:
         self.check_alive()
@@ -135,27 +107,18 @@ class Stack:
     def kill_gateway(self) -> None:
         """SIGKILL: the gateway dies without closing its websockets."""
         assert self.gateway is not None
-        self.gateway.kill()
-        self.gateway.wait(10)
+        kill(self.gateway)
         self.gateway = None
 
     def check_alive(self) -> None:
-        for proc in (self.worker, self.gateway):
-            if proc is not None and proc.poll() is not None:
-                tail = Path(proc.log_path).read_text(errors="replace")[-3000:]  # type: ignore[attr-defined]
-                raise AssertionError(f"{proc.args[3]} exited with {proc.returncode}:\n{tail}")
+        check_running(p for p in (self.worker, self.gateway) if p is not None)
 
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close()
         for proc in (self.gateway, self.worker):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc is not None:
+                stop(proc, timeout_s=20)
 
     # ------------------------------------------------------------------ Kafka
 
@@ -214,7 +177,7 @@ class Stack:
             first = self.cut(self._first_ts() // 1000 * 1000 + 60_000)
             self.produce(self.events[:first])
             self.sent = first
-            wait_until(lambda: self.figures(), 60, "the first figures")
+            wait_for(lambda: self.figures(), 60, "the first figures")
         lines = self.events[self.sent : end]
         size = max(1, -(-len(lines) // chunks))
         for i in range(0, len(lines), size):
@@ -232,7 +195,7 @@ class Stack:
             figs = self.figures()
             return bool(figs) and all(f["as_of"] == as_of for f in figs)
 
-        wait_until(there, timeout, f"as_of {as_of} in /api/figures")
+        wait_for(there, timeout, f"as_of {as_of} in /api/figures")
 
     # ------------------------------------------------------------------ HTTP
 
@@ -312,8 +275,6 @@ TILE_COLOURS = {
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The gateway and the worker on topics of this module's own (not yet any event)."""
-    from tests.kafkatools import delete_topics, fresh_topics, unique_prefix
-
     topics = fresh_topics(kafka_bootstrap, 4, prefix=unique_prefix("pages"))
     st = Stack(kafka_bootstrap, topics, tmp_path_factory.mktemp("pages"), free_port())
     try:
@@ -334,7 +295,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as pw:
         # never skipped: no Chromium is a failure (./dev test installs Debian's chromium)
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

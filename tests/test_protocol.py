@@ -7,116 +7,21 @@ from typing import Any
 
 import pytest
 
-from callcost.web import protocol as p
-
-T0 = 1768467660000  # 2026-01-15 09:01:00 UTC
-
-
-def figure(centre: str, scope: str, key: str, window: str, as_of: int, **extra: Any) -> dict:
-    handled = extra.pop("handled", 10)
-    total = extra.pop("total", 40.0)
-    f = {
-        "centre": centre,
-        "scope": scope,
-        "key": key,
-        "window": window,
-        "as_of": as_of,
-        "offered": handled + 2,
-        "handled": handled,
-        "abandoned": 2,
-        "conversions": 1,
-        "handle_s": 3000.0,
-        "telephony": 1.0,
-        "labour": 30.0,
-        "overhead": 9.0,
-        "total": total,
-        "aht_s": 300.0,
-        "cost_per_call": total / handled if handled else None,
-        "cost_per_sale": total,
-        "staffed_s": 3600.0 if scope == "centre" else None,
-        "occupancy": 0.8 if scope == "centre" else None,
-        "status": "insufficient",
-    }
-    f.update(extra)
-    return f
-
-
-def centre_figures(centre: str, as_of: int, queues=("billing", "sales"), total=40.0) -> list:
-    out = []
-    for window in ("15m", "1h", "today"):
-        out.append(figure(centre, "centre", centre, window, as_of, total=total))
-        for q in queues:
-            out.append(figure(centre, "queue", q, window, as_of, total=total / 2))
-        out.append(figure(centre, "channel", "voice", window, as_of, total=total))
-        out.append(figure(centre, "direction", "inbound", window, as_of, total=total))
-    return out
-
-
-def figures_value(centre: str, as_of: int, figures: list | None = None, **kw: Any) -> bytes:
-    if figures is None:
-        figures = centre_figures(centre, as_of, **kw)
-    return json.dumps(
-        {"type": "figures", "centre": centre, "as_of": as_of, "figures": figures}
-    ).encode()
-
-
-def message(centre: str, as_of: int, **kw: Any) -> p.FiguresMessage:
-    return p.parse_figures(figures_value(centre, as_of, **kw))
-
-
-def alert(
-    centre: str = "prg",
-    key: str = "billing",
-    since: int = T0,
-    state: str = "firing",
-    at: int | None = None,
-    rule: str = "queue-15m",
-) -> dict:
-    return {
-        "type": "alert",
-        "id": f"{centre}/{rule}/{key}/{since}",
-        "state": state,
-        "rule": rule,
-        "centre": centre,
-        "scope": "queue",
-        "key": key,
-        "window": "15m",
-        "direction": "above",
-        "value": 7.5,
-        "low": 2.7,
-        "high": 5.6,
-        "handled": 25,
-        "since": since,
-        "at": at if at is not None else since + 60000,
-    }
-
-
-def parsed_alert(**kw: Any) -> dict:
-    return p.parse_alert(json.dumps(alert(**kw)))
-
-
-def drain(session: p.Session) -> list[dict]:
-    out = []
-    while (frame := session.next_frame()) is not None:
-        out.append(json.loads(frame))
-    return out
-
-
-def ask(session: p.Session, request: Any) -> list[dict]:
-    session.receive(request if isinstance(request, str | bytes) else json.dumps(request))
-    return drain(session)
-
-
-def new_session(**kw: Any) -> tuple[p.Session, p.FigureStore, p.AlertStore]:
-    figures, alerts = p.FigureStore(), p.AlertStore()
-    return p.Session(figures, alerts, **kw), figures, alerts
-
-
-def feed(session: p.Session, figures: p.FigureStore, msg: p.FiguresMessage) -> None:
-    """What the gateway does with a new figures message."""
-    if figures.apply(msg):
-        session.on_figures(p.FiguresUpdate(msg))
-
+from callcost.web.messages import parse_alert, parse_figures
+from callcost.web.queries import alerts_query, figures_query
+from callcost.web.session import MAX_SUBSCRIPTIONS
+from callcost.web.stores import AlertFilter, AlertStore, FigureStore
+from callcost.web.wire import ERRORS, BadMessage, RequestError
+from tests.support.messages import (
+    T0,
+    alert,
+    centre_figures,
+    figure,
+    figures_value,
+    message,
+    parsed_alert,
+)
+from tests.support.sessions import ask, drain, feed, new_session
 
 # --------------------------------------------------------------------------- messages
 
@@ -124,7 +29,7 @@ def feed(session: p.Session, figures: p.FigureStore, msg: p.FiguresMessage) -> N
 def test_parse_figures_keeps_every_field() -> None:
     figs = centre_figures("prg", T0)
     figs[0]["low"], figs[0]["high"] = 2.7, 5.6
-    msg = p.parse_figures(figures_value("prg", T0, figs))
+    msg = parse_figures(figures_value("prg", T0, figs))
     assert msg.centre == "prg" and msg.as_of == T0
     assert list(msg.figures) == figs
 
@@ -147,8 +52,8 @@ def test_parse_figures_keeps_every_field() -> None:
     ],
 )
 def test_parse_figures_rejects(value: bytes, reason: str, named: str) -> None:
-    with pytest.raises(p.BadMessage) as info:
-        p.parse_figures(value)
+    with pytest.raises(BadMessage) as info:
+        parse_figures(value)
     assert info.value.reason == reason
     assert named in str(info.value)
 
@@ -166,8 +71,8 @@ def test_parse_figures_rejects(value: bytes, reason: str, named: str) -> None:
 def test_parse_figures_checks_each_figure(change: dict, reason: str, named: str) -> None:
     figs = centre_figures("prg", T0)
     figs[3].update(change)
-    with pytest.raises(p.BadMessage) as info:
-        p.parse_figures(figures_value("prg", T0, figs))
+    with pytest.raises(BadMessage) as info:
+        parse_figures(figures_value("prg", T0, figs))
     assert info.value.reason == reason
     assert named in str(info.value) and "figure 3" in str(info.value)
 
@@ -175,14 +80,14 @@ def test_parse_figures_checks_each_figure(change: dict, reason: str, named: str)
 def test_parse_figures_missing_identity_field() -> None:
     figs = centre_figures("prg", T0)
     del figs[1]["key"]
-    with pytest.raises(p.BadMessage) as info:
-        p.parse_figures(figures_value("prg", T0, figs))
+    with pytest.raises(BadMessage) as info:
+        parse_figures(figures_value("prg", T0, figs))
     assert info.value.reason == "missing_field" and "'key'" in str(info.value)
 
 
 def test_parse_alert() -> None:
     a = alert()
-    assert p.parse_alert(json.dumps(a).encode()) == a
+    assert parse_alert(json.dumps(a).encode()) == a
 
 
 @pytest.mark.parametrize(
@@ -201,16 +106,16 @@ def test_parse_alert() -> None:
 def test_parse_alert_rejects(change: dict, reason: str, named: str) -> None:
     a = alert()
     a.update(change)
-    with pytest.raises(p.BadMessage) as info:
-        p.parse_alert(json.dumps(a))
+    with pytest.raises(BadMessage) as info:
+        parse_alert(json.dumps(a))
     assert info.value.reason == reason and named in str(info.value)
 
 
 def test_parse_alert_missing_field() -> None:
     a = alert()
     del a["rule"]
-    with pytest.raises(p.BadMessage) as info:
-        p.parse_alert(json.dumps(a))
+    with pytest.raises(BadMessage) as info:
+        parse_alert(json.dumps(a))
     assert info.value.reason == "missing_field" and "'rule'" in str(info.value)
 
 
@@ -218,7 +123,7 @@ def test_parse_alert_missing_field() -> None:
 
 
 def test_figure_store_keeps_newest_message_per_centre() -> None:
-    store = p.FigureStore()
+    store = FigureStore()
     assert store.apply(message("prg", T0, total=40.0))
     assert store.apply(message("brn", T0 - 5000, total=10.0))
     assert store.apply(message("prg", T0 + 1000, total=50.0))
@@ -237,7 +142,7 @@ def test_figure_store_keeps_newest_message_per_centre() -> None:
 
 
 def test_figure_store_query_filters() -> None:
-    store = p.FigureStore()
+    store = FigureStore()
     store.apply(message("prg", T0))
     store.apply(message("brn", T0))
     queues = store.query("prg", scope="queue")
@@ -254,11 +159,11 @@ def test_figure_store_query_filters() -> None:
 
 def test_figure_store_message_is_the_whole_state() -> None:
     """A key absent from the newer message is gone; a key twice keeps its last figure."""
-    store = p.FigureStore()
+    store = FigureStore()
     store.apply(message("prg", T0, queues=("billing", "sales")))
     figs = centre_figures("prg", T0 + 1000, queues=("billing",))
     figs.append(figure("prg", "queue", "billing", "15m", T0 + 1000, handled=99))
-    store.apply(p.parse_figures(figures_value("prg", T0 + 1000, figs)))
+    store.apply(parse_figures(figures_value("prg", T0 + 1000, figs)))
     keys = {f["key"] for f in store.query("prg", "queue")}
     assert keys == {"billing"}
     billing_15m = [f for f in store.query("prg", "queue", "15m")]
@@ -266,7 +171,7 @@ def test_figure_store_message_is_the_whole_state() -> None:
 
 
 def test_alert_store_firing_resolved_and_history() -> None:
-    store = p.AlertStore()
+    store = AlertStore()
     a1 = parsed_alert(key="billing", since=T0, at=T0 + 60000)
     a2 = parsed_alert(key="sales", since=T0 + 1000, at=T0 + 61000)
     b1 = parsed_alert(centre="brn", key="q", since=T0 - 9000, at=T0 + 51000)
@@ -287,7 +192,7 @@ def test_alert_store_firing_resolved_and_history() -> None:
 
 
 def test_alert_store_ignores_duplicates() -> None:
-    store = p.AlertStore()
+    store = AlertStore()
     a = parsed_alert()
     assert store.apply(a)
     assert not store.apply(dict(a))  # a restarted worker published it again
@@ -300,7 +205,7 @@ def test_alert_store_ignores_duplicates() -> None:
 
 
 def test_alert_store_resolved_before_firing_never_fires() -> None:
-    store = p.AlertStore()
+    store = AlertStore()
     store.apply(parsed_alert(state="resolved", at=T0 + 90000))
     store.apply(parsed_alert(state="firing"))
     assert store.query(state="firing") == []
@@ -499,7 +404,7 @@ def test_replies_keep_request_order() -> None:
     ],
 )
 def test_bad_requests(frame: Any, code: str, op: str | None, named: str) -> None:
-    assert code in p.ERRORS
+    assert code in ERRORS
     session, _, _ = new_session()
     [error] = ask(session, frame)
     assert error["type"] == "error"
@@ -533,7 +438,7 @@ def test_duplicate_sub_and_already_subscribed() -> None:
 
 def test_subscription_limit() -> None:
     session, _, _ = new_session()
-    for i in range(p.MAX_SUBSCRIPTIONS):
+    for i in range(MAX_SUBSCRIPTIONS):
         [snap] = ask(session, {"op": "subscribe", "channel": "figures", "centre": f"c{i}"})
         assert snap["type"] == "snapshot"
     [error] = ask(session, {"op": "subscribe", "channel": "figures", "centre": "one-more"})
@@ -616,14 +521,14 @@ def test_replies_count_toward_the_hard_limit() -> None:
 
 
 def test_http_queries() -> None:
-    assert p.figures_query({}) == (None, None, None)
-    assert p.figures_query({"centre": ["prg"], "scope": ["queue"], "window": ["15m"]}) == (
+    assert figures_query({}) == (None, None, None)
+    assert figures_query({"centre": ["prg"], "scope": ["queue"], "window": ["15m"]}) == (
         "prg", "queue", "15m",
     )
-    assert p.figures_query({"centre": [""]}) == (None, None, None)
-    assert p.alerts_query({}) == (None, "firing", None, None)
-    assert p.alerts_query({"state": ["all"], "centre": ["brn"]}) == ("brn", "all", None, None)
-    assert p.alerts_query({"since": [str(T0)], "until": ["-5"]}) == (None, "firing", T0, -5)
+    assert figures_query({"centre": [""]}) == (None, None, None)
+    assert alerts_query({}) == (None, "firing", None, None)
+    assert alerts_query({"state": ["all"], "centre": ["brn"]}) == ("brn", "all", None, None)
+    assert alerts_query({"since": [str(T0)], "until": ["-5"]}) == (None, "firing", T0, -5)
 
 
 @pytest.mark.parametrize(
@@ -636,17 +541,17 @@ def test_http_queries() -> None:
     ],
 )
 def test_bad_figures_query(query: dict, code: str, named: str) -> None:
-    with pytest.raises(p.RequestError) as info:
-        p.figures_query(query)
+    with pytest.raises(RequestError) as info:
+        figures_query(query)
     assert info.value.code == code and named in info.value.message
 
 
 def test_bad_alerts_query() -> None:
-    with pytest.raises(p.RequestError) as info:
-        p.alerts_query({"state": ["resolved"]})
+    with pytest.raises(RequestError) as info:
+        alerts_query({"state": ["resolved"]})
     assert info.value.code == "invalid_value" and '"resolved"' in info.value.message
-    with pytest.raises(p.RequestError) as info:
-        p.alerts_query({"scope": ["queue"]})
+    with pytest.raises(RequestError) as info:
+        alerts_query({"scope": ["queue"]})
     assert info.value.code == "unknown_parameter"
 
 
@@ -654,7 +559,7 @@ def test_bad_alerts_query() -> None:
 
 
 def test_alert_store_time_range_filters_and_lookups() -> None:
-    store = p.AlertStore()
+    store = AlertStore()
     a1 = parsed_alert(key="billing", since=T0, at=T0 + 60000)
     a2 = parsed_alert(key="sales", since=T0 + 1000, at=T0 + 61000, rule="other")
     r1 = parsed_alert(key="billing", since=T0, at=T0 + 120000, state="resolved")
@@ -663,9 +568,9 @@ def test_alert_store_time_range_filters_and_lookups() -> None:
     assert store.query(state="all", since=T0 + 61000) == [a2, r1]
     assert store.query(state="all", until=T0 + 61000) == [a1]
     assert store.query(state="all", since=T0 + 60000, until=T0 + 120000) == [a1, a2]
-    assert store.query(state="all", match=p.AlertFilter(rule="other")) == [a2]
-    assert store.query(state="all", match=p.AlertFilter(state="resolved")) == [r1]
-    assert store.query(match=p.AlertFilter(key="billing")) == []  # resolved
+    assert store.query(state="all", match=AlertFilter(rule="other")) == [a2]
+    assert store.query(state="all", match=AlertFilter(state="resolved")) == [r1]
+    assert store.query(match=AlertFilter(key="billing")) == []  # resolved
     assert store.firing(a2["id"]) == a2 and store.firing(a1["id"]) is None
     assert store.known(a1["id"]) and not store.known("prg/x/y/1")
 
@@ -675,8 +580,8 @@ def test_alert_store_time_range_filters_and_lookups() -> None:
     [({"since": ["yesterday"]}, '"yesterday"'), ({"until": ["1.5"]}, '"1.5"')],
 )
 def test_bad_alerts_time_range(query: dict, named: str) -> None:
-    with pytest.raises(p.RequestError) as info:
-        p.alerts_query(query)
+    with pytest.raises(RequestError) as info:
+        alerts_query(query)
     assert info.value.code == "invalid_value" and named in info.value.message
 
 

@@ -21,14 +21,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,229 +30,21 @@ import orjson
 import pytest
 
 from callcost.produce import messages
+from tests.support.brokers import produce
+from tests.support.processes import log_tail, log_text
+from tests.support.progress import log
+from tests.support.two_centres import CONFIG, NAME, lines, ts_of
+from tests.support.waiting import wait_for
+from tests.support.worker import Workers, recovery_lines, wait_assigned
+from tests.support.worker_outputs import Outputs, check_outputs
 from tests.vectorcheck import VECTORS, alert_mismatches, expected, figure_mismatches
 
-NAME = "two-centres"
-VECTOR = VECTORS / NAME
-CONFIG = VECTOR / "callcost.toml"
 SEED = int(os.environ.get("CALLCOST_RECOVERY_SEED", "20261127"))
 #: schedules of the model tests (more: CALLCOST_MODEL_SCHEDULES=400) and the replay
 #: chunk they use (CALLCOST_MODEL_CHUNK; small, so that checkpoints and kills fall in
 #: the middle of replays)
 MODEL_SCHEDULES = int(os.environ.get("CALLCOST_MODEL_SCHEDULES", "16"))
 MODEL_CHUNK = int(os.environ.get("CALLCOST_MODEL_CHUNK", "97"))
-SESSION_S = "6"  # the broker's smallest session timeout: a killed worker's partitions
-# are free again 6 s after its last heartbeat
-ASSIGNED = "recovery of partitions"  # the worker's log line once it owns partitions
-
-
-def lines() -> list[tuple[bytes | None, bytes]]:
-    return list(messages((VECTOR / "events.jsonl").read_bytes().splitlines()))
-
-
-def ts_of(value: bytes) -> int | None:
-    try:
-        ts = orjson.loads(value)["ts"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    return ts if isinstance(ts, int) else None
-
-
-def log(msg: str) -> None:
-    print(f"[recovery {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-class Workers:
-    """``callcost worker`` subprocesses on this test's topics, one consumer group."""
-
-    def __init__(self, bootstrap: str, names: dict[str, str], tmp: Path) -> None:
-        self.bootstrap = bootstrap
-        self.names = names
-        self.tmp = tmp
-        self.group = f"test-recovery-{uuid.uuid4().hex[:8]}"
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, config: Path = CONFIG, *extra: str) -> subprocess.Popen:
-        path = self.tmp / f"worker{len(self.procs)}.log"
-        cmd = [
-            sys.executable, "-m", "callcost.cli", "worker",
-            "--bootstrap", self.bootstrap,
-            "--config", str(config),
-            "--group", self.group,
-            "--data-dir", str(self.tmp / "worker-data"),
-            "--batch-ms", "50",
-            "--events-topic", self.names["call-events"],
-            "--figures-topic", self.names["cost-figures"],
-            "--alerts-topic", self.names["cost-alerts"],
-            "--dlq-topic", self.names["call-events-dlq"],
-            "--checkpoints-topic", self.names["callcost-checkpoints"],
-            "--session-timeout-s", SESSION_S,
-            "--checkpoint-s", "1",
-            *extra,
-        ]  # fmt: skip
-        with path.open("wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        proc.log_path = path  # type: ignore[attr-defined]
-        proc.started = time.monotonic()  # type: ignore[attr-defined]
-        self.procs.append(proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def stop(self, proc: subprocess.Popen) -> int:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(60)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-def log_text(proc: subprocess.Popen) -> str:
-    return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
-
-
-def tail(proc: subprocess.Popen, n: int = 40) -> str:
-    return "\n".join(log_text(proc).splitlines()[-n:])
-
-
-def recovery_lines(proc: subprocess.Popen) -> list[str]:
-    keys = ("restored", "replayed", "rebuilt", "checkpoint ignored", "not sent again",
-            "checkpoint (")
-    return [ln.split("] ", 2)[-1] for ln in log_text(proc).splitlines()
-            if any(k in ln for k in keys)]
-
-
-@pytest.fixture
-def workers(kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path) -> Iterator:
-    w = Workers(kafka_bootstrap, kafka_topics, tmp_path)
-    yield w
-    w.close()
-
-
-class Reader:
-    """Everything on one topic so far, read incrementally."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaConsumer
-
-        self.consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, consumer_timeout_ms=300,
-        )  # fmt: skip
-        self.messages: list[Any] = []
-
-    def poll(self) -> list[Any]:
-        self.messages.extend(self.consumer)
-        return self.messages
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-class Outputs:
-    def __init__(self, bootstrap: str, names: dict[str, str]) -> None:
-        self.figures = Reader(bootstrap, names["cost-figures"])
-        self.alerts = Reader(bootstrap, names["cost-alerts"])
-        self.dlq = Reader(bootstrap, names["call-events-dlq"])
-
-    def poll(self) -> None:
-        for r in (self.figures, self.alerts, self.dlq):
-            r.poll()
-
-    def close(self) -> None:
-        for r in (self.figures, self.alerts, self.dlq):
-            r.close()
-
-    def alert_marks(self) -> list[tuple[str, str]]:
-        return [(a["id"], a["state"]) for a in map(orjson.loads, _values(self.alerts))]
-
-    def last_figures(self) -> dict[str, dict]:
-        last: dict[str, dict] = {}
-        for f in map(orjson.loads, _values(self.figures)):
-            last[f["centre"]] = f
-        return last
-
-    def complete(self, exp: dict) -> bool:
-        last = self.last_figures()
-        marks = set(self.alert_marks())
-        want = {(a["id"], a["state"]) for c in exp["centres"].values() for a in c["alerts"]}
-        return (
-            all(last.get(c, {}).get("as_of") == w["last_instant"]
-                for c, w in exp["centres"].items())
-            and want <= marks
-            and len(self.dlq.messages) >= exp["rejected"]
-        )  # fmt: skip
-
-
-def _values(reader: Reader) -> list[bytes]:
-    return [m.value for m in reader.messages if m.value is not None]
-
-
-def wait_until(done: Callable[[], bool], procs: list[subprocess.Popen], what: str,
-               timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        for p in procs:
-            if p.poll() is not None:
-                pytest.fail(f"a worker exited with {p.returncode} while waiting for {what}:"
-                            f"\n{tail(p)}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"not done after {timeout_s:.0f} s: {what}; worker log:\n"
-                        + (tail(procs[-1]) if procs else ""))
-        time.sleep(0.2)
-
-
-def wait_assigned(proc: subprocess.Popen, timeout_s: float = 60.0) -> float:
-    """Seconds from start until the worker owns its partitions (restore done)."""
-    wait_until(lambda: ASSIGNED in log_text(proc), [proc], "the partition assignment",
-               timeout_s)
-    return time.monotonic() - proc.started  # type: ignore[attr-defined]
-
-
-def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                             max_in_flight_requests_per_connection=1)
-    try:
-        for key, value in items:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-    finally:
-        producer.close()
-
-
-def check_outputs(out: Outputs, exp: dict) -> None:
-    """The end state every test asks for (see the module doc)."""
-    out.poll()
-    # figures: the last message of each centre, and as_of never backwards
-    as_ofs: dict[str, list[int]] = {}
-    for f in map(orjson.loads, _values(out.figures)):
-        as_ofs.setdefault(f["centre"], []).append(f["as_of"])
-    last = out.last_figures()
-    for c, want in exp["centres"].items():
-        at_last = [f for f in want["figures"] if f["as_of"] == want["last_instant"]]
-        assert last[c]["as_of"] == want["last_instant"], c
-        assert figure_mismatches(last[c]["figures"], at_last) == [], c
-        back = [(a, b) for a, b in zip(as_ofs[c], as_ofs[c][1:], strict=False) if b < a]
-        assert back == [], f"{c}: as_of went backwards on the figures topic: {back[:3]}"
-    # alerts: no (id, state) twice; each centre's sequence is the expected one
-    marks = out.alert_marks()
-    twice = [m for m, n in Counter(marks).items() if n > 1]
-    assert twice == [], f"sent twice: {twice}"
-    alerts = [orjson.loads(v) for v in _values(out.alerts)]
-    for c, want in exp["centres"].items():
-        got = [a for a in alerts if a["centre"] == c]
-        assert alert_mismatches(got, want["alerts"]) == [], c
-    # dead letters: each bad line once
-    sources = Counter((dict(m.headers)["callcost-source-partition"],
-                       dict(m.headers)["callcost-source-offset"]) for m in out.dlq.messages)
-    assert len(out.dlq.messages) == exp["rejected"] == len(sources)
 
 
 def test_sigkill_at_random_points(
@@ -306,7 +92,7 @@ def test_sigkill_at_random_points(
                 time.sleep(delay)
                 when = f"{delay:.2f} s after it owned its partitions ({took:.1f} s after start)"
             if proc.poll() is not None:
-                pytest.fail(f"worker exited with {proc.returncode}:\n{tail(proc)}")
+                pytest.fail(f"worker exited with {proc.returncode}:\n{log_tail(proc)}")
             workers.kill(proc)
             out.poll()
             kills.append(
@@ -325,13 +111,14 @@ def test_sigkill_at_random_points(
         # the last worker must be up: the figures may be complete before it starts (the
         # last kill can come after the last event), and it must not send anything twice
         wait_assigned(proc, 120.0)
-        wait_until(lambda: (out.poll(), out.complete(exp))[1], [proc], "the final figures")
-        time.sleep(2.0)  # anything sent twice would be there by now
+        wait_for(lambda: out.finished(exp), 90, "the final figures", procs=[proc])
+        # stopped, the worker has sent all it ever will: the topics read to their end
+        # offsets are final, and nothing sent twice can still be on its way
+        assert workers.stop(proc) == 0, log_tail(proc)
         for line in recovery_lines(proc):
             log(f"    final worker: {line}")
         log(f"complete at t={time.monotonic() - t0:.1f} s")
         check_outputs(out, exp)
-        assert workers.stop(proc) == 0, tail(proc)
     finally:
         out.close()
 
@@ -365,26 +152,25 @@ def test_clean_restart_mid_firing_sends_no_second_firing(
         produce(kafka_bootstrap, topic, items[:cut])
         first = workers.start()
         fired = (firing["id"], "firing")
-        wait_until(lambda: (out.poll(), fired in out.alert_marks())[1], [first],
-                   f"{fired} on the alerts topic")
+        wait_for(lambda: (out.poll(), fired in out.alert_marks())[1], 90,
+                 f"{fired} on the alerts topic", procs=[first])
         assert (firing["id"], "resolved") not in out.alert_marks()
-        assert workers.stop(first) == 0, tail(first)
+        assert workers.stop(first) == 0, log_tail(first)
         assert "checkpoint (shutdown)" in log_text(first)
         log(f"stopped after {fired}: " + "; ".join(recovery_lines(first)[-1:]))
         produce(kafka_bootstrap, topic, items[cut:])
         second = workers.start()
-        wait_until(lambda: (out.poll(), out.complete(exp))[1], [second], "the final figures")
-        time.sleep(1.5)
+        wait_for(lambda: out.finished(exp), 90, "the final figures", procs=[second])
+        assert workers.stop(second) == 0, log_tail(second)  # it has sent all it will
         check_outputs(out, exp)
         marks = out.alert_marks()
         assert marks.count(fired) == 1
         assert marks.index(fired) < marks.index((firing["id"], "resolved"))
         text = log_text(second)
-        assert "restored ['nyc']" in text, tail(second)
+        assert "restored ['nyc']" in text, log_tail(second)
         assert "not sent again" not in text  # nothing replayed that was already out
         for line in recovery_lines(second):
             log(f"    second worker: {line}")
-        assert workers.stop(second) == 0
     finally:
         out.close()
 
@@ -406,25 +192,24 @@ def test_sigkill_after_a_firing_replays_without_sending_it_again(
         produce(kafka_bootstrap, topic, items[:before])
         a = workers.start()
         wait_assigned(a)
-        assert workers.stop(a) == 0, tail(a)  # checkpoint at shutdown: before the firing
+        assert workers.stop(a) == 0, log_tail(a)  # checkpoint at shutdown: before the firing
         assert fired not in (out.poll(), out.alert_marks())[1]
         produce(kafka_bootstrap, topic, items[before:after])
         b = workers.start(CONFIG, "--checkpoint-s", "0")  # no checkpoint after A's
-        wait_until(lambda: (out.poll(), fired in out.alert_marks())[1], [b],
-                   f"{fired} on the alerts topic")
+        wait_for(lambda: (out.poll(), fired in out.alert_marks())[1], 90,
+                 f"{fired} on the alerts topic", procs=[b])
         workers.kill(b)
         log(f"killed after {fired}; B: " + "; ".join(recovery_lines(b)))
         c = workers.start()
         wait_assigned(c)
         produce(kafka_bootstrap, topic, items[after:])
-        wait_until(lambda: (out.poll(), out.complete(exp))[1], [c], "the final figures")
-        time.sleep(1.5)
+        wait_for(lambda: out.finished(exp), 90, "the final figures", procs=[c])
+        assert workers.stop(c) == 0, log_tail(c)  # it has sent all it will
         check_outputs(out, exp)
         text = log_text(c)
-        assert f"alert {firing['id']} firing: already on" in text, tail(c)
+        assert f"alert {firing['id']} firing: already on" in text, log_tail(c)
         for line in recovery_lines(c):
             log(f"    C: {line}")
-        assert workers.stop(c) == 0
     finally:
         out.close()
 
@@ -450,27 +235,26 @@ def test_checkpoint_under_another_config_is_ignored(
         a = workers.start(other)
         wait_assigned(a)
         time.sleep(1.5)
-        assert workers.stop(a) == 0, tail(a)
+        assert workers.stop(a) == 0, log_tail(a)
         assert "checkpoint (shutdown)" in log_text(a)
         produce(kafka_bootstrap, topic, items[half:])
         b = workers.start(CONFIG)
-        wait_until(lambda: (out.poll(), out.complete(exp))[1], [b], "the final figures")
-        time.sleep(1.5)
+        wait_for(lambda: out.finished(exp), 90, "the final figures", procs=[b])
+        assert workers.stop(b) == 0, log_tail(b)  # it has sent all it will
         check_outputs(out, exp)
         logged = log_text(b)
         for c in exp["centres"]:
-            assert f"centre {c}: checkpoint ignored" in logged, tail(b)
+            assert f"centre {c}: checkpoint ignored" in logged, log_tail(b)
         assert "rebuilt from its start" in logged
         for line in recovery_lines(b):
             log(f"    B: {line}")
-        assert workers.stop(b) == 0
     finally:
         out.close()
 
 
 # --------------------------------------------------------------------------------------
 # The same worker logic on an in-memory model of Kafka: no broker, no Faust, every
-# interleaving the schedule picks. The Pipeline and the KafkaSide readers are the real
+# interleaving the schedule picks. The Pipeline and the Side readers are the real
 # ones; only the transport is replaced. A crash cancels every task at an arbitrary
 # await, and a random prefix of the messages not yet flushed reaches the "broker".
 
@@ -506,19 +290,27 @@ class ModelKafka:
 
 
 class ModelConsumer:
-    """The part of kafka-python's KafkaConsumer that KafkaSide uses."""
+    """The part of aiokafka's AIOKafkaConsumer that the worker's side reads use."""
 
-    def __init__(self, kafka: ModelKafka) -> None:
+    def __init__(self, kafka: ModelKafka, rng: random.Random | None = None) -> None:
         self.kafka = kafka
+        self.rng = rng
         self.pos: dict[Any, int] = {}
+
+    async def _answer(self) -> None:
+        # Kafka takes a while to answer: the rest goes on, a crash may come
+        for _ in range(self.rng.randint(1, 12) if self.rng else 1):
+            await asyncio.sleep(0)
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(len(self.kafka.logs[topic])))
 
-    def beginning_offsets(self, tps: list) -> dict:
+    async def beginning_offsets(self, tps: list) -> dict:
+        await self._answer()
         return {tp: 0 for tp in tps}
 
-    def end_offsets(self, tps: list) -> dict:
+    async def end_offsets(self, tps: list) -> dict:
+        await self._answer()
         return {tp: len(self.kafka.logs[tp.topic][tp.partition]) for tp in tps}
 
     def assign(self, tps: list) -> None:
@@ -527,10 +319,11 @@ class ModelConsumer:
     def seek(self, tp: Any, offset: int) -> None:
         self.pos[tp] = offset
 
-    def position(self, tp: Any) -> int:
+    async def position(self, tp: Any) -> int:
         return self.pos[tp]
 
-    def poll(self, timeout_ms: int = 0, max_records: int = 500) -> dict:
+    async def getmany(self, *tps: Any, timeout_ms: int = 0, max_records: int = 500) -> dict:
+        await self._answer()
         out: dict = {}
         for tp, at in self.pos.items():
             log_ = self.kafka.logs[tp.topic][tp.partition]
@@ -599,19 +392,14 @@ class ModelEvent:
 
 def model_pipeline(kafka: ModelKafka, names: Any, settings: Any,
                    rng: random.Random | None = None) -> tuple[Any, ModelApp]:
-    from callcost.agents.app import KafkaSide, Pipeline
+    from callcost.agents.pipeline import Pipeline
+    from callcost.agents.side import Side
     from callcost.streams.engine import Engine
 
-    class ModelSide(KafkaSide):
+    class ModelSide(Side):
         def __init__(self) -> None:
             super().__init__("model")
-            self._consumer = ModelConsumer(kafka)
-
-        async def call(self, fn: Any, *args: Any) -> Any:
-            # Kafka takes a while to answer: the rest goes on, a crash may come
-            for _ in range(rng.randint(1, 12) if rng else 1):
-                await asyncio.sleep(0)
-            return fn(*args)
+            self._consumer = ModelConsumer(kafka, rng)
 
     app = ModelApp(kafka)
     return Pipeline(app, Engine(settings), names, ModelSide(), "model"), app
@@ -620,7 +408,7 @@ def model_pipeline(kafka: ModelKafka, names: Any, settings: Any,
 async def model_run(vector: str, seed: int, crashes: int) -> tuple[ModelKafka, Any, int]:
     """Produce the vector in chunks while one worker consumes, checkpoints and crashes
     ``crashes`` times at random awaits; return the model broker when all is done."""
-    from callcost.agents.app import Topics
+    from callcost.agents.pipeline import Topics
     from callcost.streams.config import load_settings
 
     rng = random.Random(seed)
@@ -672,12 +460,12 @@ async def model_run(vector: str, seed: int, crashes: int) -> tuple[ModelKafka, A
                 for _ in range(rng.randint(1, 20)):
                     await asyncio.sleep(0)
             idle = (agent is None or agent.done()) and (timer is None or timer.done())
-            if (produced == len(items) and not left and idle and not pipe.catch_up_to
+            if (produced == len(items) and not left and idle and not pipe.state.catching_up()
                     and all(pos[p] == len(kafka.logs[names.events][p]) for p in range(4))):
                 if agent is not None:
                     agent.result()
                 await asyncio.sleep(0.01)
-                if not pipe.catch_up_to and (pipe._catching_up is None
+                if not pipe.state.catching_up() and (pipe._catching_up is None
                                              or pipe._catching_up.done()):
                     break
         if not crashed:
@@ -718,9 +506,9 @@ def model_check(kafka: ModelKafka, names: Any, vector: str) -> None:
 @pytest.fixture
 def small_replay_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replays in many chunks: checkpoints and crashes land between them."""
-    from callcost.agents import app
+    from callcost.agents import checkpoints
 
-    monkeypatch.setattr(app, "REPLAY_CHUNK", MODEL_CHUNK)
+    monkeypatch.setattr(checkpoints, "REPLAY_CHUNK", MODEL_CHUNK)
 
 
 @pytest.mark.parametrize("seed", range(MODEL_SCHEDULES))
@@ -744,7 +532,8 @@ def test_model_checkpoint_mid_replay_remembers_what_an_earlier_run_sent(
     alert) and is killed. Run B restores A's checkpoint, replays one chunk, checkpoints
     (its state is still before most alerts) and is killed. Run C restores B's
     checkpoint: it must still know every alert A sent."""
-    from callcost.agents.app import Topics
+    from callcost.agents import checkpoints
+    from callcost.agents.pipeline import Topics
     from callcost.streams.config import load_settings
 
     vector = "sim-2h"
@@ -789,10 +578,10 @@ def test_model_checkpoint_mid_replay_remembers_what_an_earlier_run_sent(
         b.catch_up = no_catch_up  # B is killed before its replay gets far
         await b.assign(parts)
         await b._restoring
-        assert b.already_sent  # it read what A sent
+        assert b.state.already_sent  # it read what A sent
         async with b.lock:
-            for p, (_, end, _, _) in sorted(b.catch_up_to.items()):
-                await b._replay_chunk(p, end)
+            for p, cu in sorted(b.state.catching_up().items()):
+                await checkpoints.replay_chunk(b, p, cu.end)
         await b.checkpoint()
         await app_b.flush()
 

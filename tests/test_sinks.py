@@ -20,8 +20,10 @@ import pytest
 from callcost.streams.config import Settings, Sink, parse_settings
 from callcost.web import control as c
 from callcost.web import sinks as sk
-from tests.test_gateway import Running, ask, healthy, produce, recv, wait_for
-from tests.test_protocol import alert
+from tests.support.brokers import produce
+from tests.support.gateway_client import Running, ask, healthy, recv
+from tests.support.messages import alert
+from tests.support.waiting import wait_for
 
 # 14:02 UTC on the day of the vectors
 AT_1402 = int(datetime(2026, 1, 15, 14, 2, tzinfo=UTC).timestamp() * 1000)
@@ -421,7 +423,7 @@ def test_a_slow_endpoint_delays_neither_websockets_nor_other_sinks(hook: Webhook
             got = [recv(ws, timeout=2) for _ in alerts]
             assert [m["key"] for m in got] == [a["key"] for a in alerts]
             assert time.monotonic() - started < 2.0
-            wait_for(lambda: len(hook.delivered) == 10, timeout=10, what="the other sink")
+            wait_for(lambda: len(hook.delivered) == 10, timeout_s=10, what="the other sink")
             assert len(stuck.attempts) == 1  # still waiting for its first answer
             m = gw.metrics()
             # 10 queued at once, 3 fit: 7 dropped, oldest first
@@ -501,7 +503,7 @@ def test_no_duplicates_across_a_restart(
     firing, resolved = live("billing")
     gw = running(sink, bootstrap=kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the gateway to catch up")
         produce(kafka_bootstrap, options["alerts_topic"], [("prg", value(firing))])
         wait_for(lambda: len(hook.delivered) == 1, what="the firing delivery")
         wait_for(lambda: gw.metrics().get(SENT_RECORDS) == 1, what="the delivery record")
@@ -521,7 +523,7 @@ def test_no_duplicates_across_a_restart(
     )
     gw = running(sink, bootstrap=kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the restarted gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the restarted gateway to catch up")
         wait_for(lambda: len(hook.delivered) >= 3, what="the deliveries after the restart")
         time.sleep(0.5)
         assert hook.messages() == [
@@ -540,7 +542,7 @@ def test_no_duplicates_across_a_restart(
     # a third start sends nothing at all
     gw = running(sink, bootstrap=kafka_bootstrap, **options)
     try:
-        wait_for(lambda: healthy(gw), timeout=60, what="the third gateway to catch up")
+        wait_for(lambda: healthy(gw), timeout_s=60, what="the third gateway to catch up")
         time.sleep(0.5)
         assert len(hook.attempts) == 3
         m = gw.metrics()

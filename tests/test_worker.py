@@ -7,12 +7,7 @@ out as ``expected.json`` says.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -20,83 +15,14 @@ import pytest
 
 from callcost.produce import send
 from callcost.streams.events import REASONS
+from tests.support.processes import log_tail, log_text, stop
+from tests.support.worker import consume_until
 from tests.vectorcheck import alert_mismatches, expected, figure_mismatches
 
 VECTORS = Path(__file__).parent / "vectors"
 EDGE = VECTORS / "edge"
 DLQ_HEADERS = ("callcost-reason", "callcost-detail", "callcost-source-topic",
                "callcost-source-partition", "callcost-source-offset")
-
-
-@pytest.fixture
-def worker(kafka_bootstrap: str, kafka_topics: dict[str, str], tmp_path: Path) -> Iterator:
-    """Start ``callcost worker`` on this test's topics; yields a function to start it."""
-    procs: list[subprocess.Popen] = []
-
-    def start(config: Path) -> subprocess.Popen:
-        log = (tmp_path / f"worker{len(procs)}.log").open("wb")
-        cmd = [
-            sys.executable, "-m", "callcost.cli", "worker",
-            "--bootstrap", kafka_bootstrap,
-            "--config", str(config),
-            "--group", f"test-worker-{uuid.uuid4().hex[:8]}",
-            "--data-dir", str(tmp_path / "worker-data"),
-            "--batch-ms", "50",
-            "--events-topic", kafka_topics["call-events"],
-            "--figures-topic", kafka_topics["cost-figures"],
-            "--alerts-topic", kafka_topics["cost-alerts"],
-            "--dlq-topic", kafka_topics["call-events-dlq"],
-        ]
-        with log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        proc.log_path = log.name  # type: ignore[attr-defined]
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def log_tail(proc: subprocess.Popen, lines: int = 40) -> str:
-    text = Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def consume_until(bootstrap: str, topic: str, done, proc: subprocess.Popen,
-                  timeout_s: float = 120.0) -> list:
-    """Read ``topic`` from the start until ``done(messages)``; fail on time-out or if the
-    worker exits."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=500,
-    )
-    got: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not done(got):
-            if proc.poll() is not None:
-                pytest.fail(f"the worker exited with {proc.returncode}:\n{log_tail(proc)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{topic}: not done after {timeout_s:.0f} s, {len(got)} messages; "
-                            f"worker log:\n{log_tail(proc)}")
-            got.extend(consumer)  # until 0.5 s without a message
-    finally:
-        consumer.close()
-    return got
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(30)
 
 
 def test_edge_vector_through_kafka(
@@ -159,7 +85,7 @@ def test_edge_vector_through_kafka(
     assert sorted(reasons.values()) == ["invalid_json", "invalid_value", "missing_field"]
 
     assert stop(proc) == 0, log_tail(proc)
-    summary = [ln for ln in Path(proc.log_path).read_text().splitlines() if "events=" in ln]
+    summary = [ln for ln in log_text(proc).splitlines() if "events=" in ln]
     assert summary, "the worker logs a summary line"
 
 
