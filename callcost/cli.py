@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "callcost.agents.app",
         "run the Faust worker: call-events in, figures and alerts out",
     ),
-    "gateway": ("callcost.web.gateway", "run the websocket/HTTP gateway and the pages"),
+    "gateway": ("callcost.web.gateway_cli", "run the websocket/HTTP gateway and the pages"),
     "simulate": ("callcost.simulate", "send simulated live contact-centre traffic to call-events"),
     "produce": ("callcost.produce", "send a JSONL file of events to call-events"),
     "replay": ("callcost.replay", "compute figures and alerts offline from a JSONL file"),

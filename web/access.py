@@ -69,6 +69,58 @@ ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 assert tuple(ROLES) == ROLE_NAMES, "the roles of config.py and access.py differ"
 
+#: The one table of what needs a token, and which permission: websocket requests
+#: (``subscribe`` by channel) and HTTP routes (method and path). None: any valid token.
+#: What is not listed needs none (``ping``, ``unsubscribe``, the pages, ``/static/``,
+#: ``/healthz``, and requests wrong anyway, which get their own error).
+PERMISSION_OF: Mapping[tuple[str, str], str | None] = MappingProxyType(
+    {
+        ("websocket", "subscribe figures"): "figures",
+        ("websocket", "subscribe alerts"): "alerts",
+        ("websocket", "ack"): "ack",
+        ("websocket", "snooze"): "snooze",
+        ("websocket", "unsnooze"): "snooze",
+        ("http", "GET /api/figures"): "figures",
+        ("http", "GET /api/centres"): "figures",
+        ("http", "GET /api/alerts"): "alerts",
+        ("http", "GET /api/snoozes"): "alerts",
+        ("http", "POST /api/alerts/ack"): "ack",
+        ("http", "POST /api/snoozes"): "snooze",
+        ("http", "GET /metrics"): "metrics",
+        ("http", "GET /api/whoami"): None,
+    }
+)
+
+#: what each permission allows, for the ``forbidden`` messages of websocket requests
+PERMISSION_TEXT: Mapping[str, str] = MappingProxyType(
+    {
+        "figures": "subscribe to figures",
+        "alerts": "subscribe to alerts",
+        "ack": "acknowledge alerts",
+        "snooze": "snooze or unsnooze rules",
+    }
+)
+
+
+def permission_of(request: Mapping[str, Any]) -> str | None:
+    """The permission a websocket request needs, None for one any connection may make."""
+    op = request.get("op")
+    if not isinstance(op, str):
+        return None
+    if op == "subscribe":
+        channel = request.get("channel")
+        if not isinstance(channel, str):
+            return None
+        op = f"subscribe {channel}"
+    return PERMISSION_OF.get(("websocket", op))
+
+
+def route_permission(method: str, path: str) -> tuple[bool, str | None]:
+    """(whether the HTTP route needs a valid token, the permission it needs if any)."""
+    what = ("http", f"{method} {path}")
+    return what in PERMISSION_OF, PERMISSION_OF.get(what)
+
+
 #: the websocket subprotocol of this protocol; a client that offers it gets it back
 SUBPROTOCOL = "callcost.v1"
 #: a subprotocol that carries a token: ``callcost.token.`` + the token

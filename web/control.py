@@ -35,30 +35,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from callcost.web.protocol import (
+from callcost.streams.vocabulary import ALERT_STATES
+from callcost.web.stores import AlertStore
+from callcost.web.wire import (
+    MAX_NAME,
     BadMessage,
     RequestError,
-    _good_centre,
-    _is_int,
-    _load_object,
-    _need,
-    _nonempty_str,
     check_centre,
+    good_centre,
+    is_int,
+    load_object,
+    need,
+    nonempty_str,
     show,
 )
-
-if TYPE_CHECKING:
-    from callcost.web.protocol import AlertStore
 
 #: the longest snooze, in seconds (30 days)
 MAX_SNOOZE_S = 30 * 24 * 3600
 MAX_BY = 128
 MAX_NOTE = 2000
-MAX_NAME = 256  # alert ids, rules, keys
 
 #: Position of a record in the topic: (partition, offset).
 Position = tuple[int, int]
@@ -155,7 +154,7 @@ def snooze_record(request: Mapping[str, Any], now_ms: int, *, cancel: bool) -> R
         value = request.get("for_s")
         if value is None:
             raise RequestError("missing_field", "a snooze needs 'for_s'")
-        if not _is_int(value):
+        if not is_int(value):
             raise RequestError(
                 "wrong_type", f"'for_s' must be a whole number of seconds, got {show(value)}"
             )
@@ -182,6 +181,35 @@ def sent_record(sink: str, alert: Mapping[str, Any], now_ms: int) -> Record:
     return Record(sent_key(sink, alert["id"], alert["state"]), value)
 
 
+@dataclass(eq=False, slots=True)
+class PendingWrite:
+    """A request that writes a control record: the shell writes :attr:`record` to the
+    control topic, then calls ``Session.written`` (or ``Session.write_failed``), which
+    queues the reply; the next request is read only after that."""
+
+    op: str
+    record: Record
+    #: ``acked``, ``snoozed`` or ``unsnoozed``
+    reply_type: str
+
+    @property
+    def kind(self) -> str:
+        """``ack`` or ``snooze``: the reply's field that holds the record."""
+        return "ack" if self.op == "ack" else "snooze"
+
+
+def control_request(
+    op: str, request: Mapping[str, Any], alerts: AlertStore, now_ms: int
+) -> PendingWrite:
+    """Check an ``ack``, ``snooze`` or ``unsnooze`` request (websocket or REST) and
+    make its record; raises :class:`RequestError`."""
+    if op == "ack":
+        return PendingWrite(op, ack_record(request, alerts, now_ms), "acked")
+    record = snooze_record(request, now_ms, cancel=op == "unsnooze")
+    cancelled = record.value["until"] <= record.value["at"]
+    return PendingWrite(op, record, "unsnoozed" if cancelled else "snoozed")
+
+
 # --------------------------------------------------------------------------- store
 
 
@@ -191,8 +219,8 @@ def _optional_str(v: Any) -> bool:
 
 def parse_control(key: str, value: bytes | str) -> dict[str, Any]:
     """Decode and check one ``callcost-control`` value; raises :class:`BadMessage`."""
-    data = _load_object(value, "control record")
-    kind = _need(
+    data = load_object(value, "control record")
+    kind = need(
         data,
         "type",
         lambda v: v in ("ack", "snooze", "sent"),
@@ -200,24 +228,24 @@ def parse_control(key: str, value: bytes | str) -> dict[str, Any]:
         "control record",
     )
     where = f"{kind} record {show(key)}"
-    _need(data, "at", _is_int, "an integer (ms)", where)
+    need(data, "at", is_int, "an integer (ms)", where)
     if kind == "ack":
         for field in ("id", "rule", "scope", "key", "by"):
-            _need(data, field, _nonempty_str, "a non-empty string", where)
-        _need(data, "centre", _good_centre, "a centre id", where)
-        _need(data, "note", _optional_str, "a string or null", where)
+            need(data, field, nonempty_str, "a non-empty string", where)
+        need(data, "centre", good_centre, "a centre id", where)
+        need(data, "note", _optional_str, "a string or null", where)
         expected = ack_key(data["id"])
     elif kind == "snooze":
         for field in ("rule", "key", "by"):
-            _need(data, field, _nonempty_str, "a non-empty string", where)
-        _need(data, "centre", _good_centre, "a centre id", where)
-        _need(data, "note", _optional_str, "a string or null", where)
-        _need(data, "until", _is_int, "an integer (ms)", where)
+            need(data, field, nonempty_str, "a non-empty string", where)
+        need(data, "centre", good_centre, "a centre id", where)
+        need(data, "note", _optional_str, "a string or null", where)
+        need(data, "until", is_int, "an integer (ms)", where)
         expected = snooze_key(data["centre"], data["rule"], data["key"])
     else:
         for field in ("sink", "id"):
-            _need(data, field, _nonempty_str, "a non-empty string", where)
-        _need(data, "state", lambda v: v in ("firing", "resolved"), "firing or resolved", where)
+            need(data, field, nonempty_str, "a non-empty string", where)
+        need(data, "state", lambda v: v in ALERT_STATES, "firing or resolved", where)
         expected = sent_key(data["sink"], data["id"], data["state"])
     if key != expected:
         raise BadMessage("wrong_key", f"{where} should have the key {show(expected)}")

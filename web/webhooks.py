@@ -1,0 +1,161 @@
+"""Webhook delivery: one task per sink posts the alert messages queued for it (aiohttp).
+
+:mod:`callcost.web.sinks` decides what goes where and in what words; a
+:class:`SinkWorker` only moves the bytes, with a bounded queue, retries with backoff and
+jitter, and a timeout per attempt, and records each delivery in the control topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiohttp
+
+from callcost.streams.config import Settings, Sink
+from callcost.web import sinks as sk
+from callcost.web.control import Record, sent_record
+
+log = logging.getLogger("callcost.gateway")
+
+
+class DeliveryHost(Protocol):
+    """What a sink worker uses of the gateway."""
+
+    @property
+    def dispatcher(self) -> sk.Dispatcher: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Callable[[], int]: ...
+
+    async def write_control(self, record: Record) -> dict[str, Any]: ...
+
+
+class HttpClient:
+    """The HTTP client session every sink shares, made at the first delivery."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class SinkWorker:
+    """Delivers the alert messages queued for one sink, one at a time, in order.
+
+    The queue is bounded (``queue_size``; the oldest message is dropped when full) and
+    only this task waits on the endpoint: the readers and the websocket clients never
+    do. Each message is tried up to ``max_attempts`` times, ``timeout_s`` each, with
+    exponential backoff and jitter between attempts (:func:`callcost.web.sinks.backoff_s`).
+    """
+
+    def __init__(self, gateway: DeliveryHost, sink: Sink, http: HttpClient) -> None:
+        self.gateway = gateway
+        self.sink = sink
+        self.http = http
+        self.queue: deque[dict[str, Any]] = deque()
+        self.wakeup = asyncio.Event()
+        self.delivered = 0
+        self.failures = 0
+        self.retries = 0
+        self.record_errors = 0
+        self.last_error: str | None = None
+        self._dropped_logged = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self.queue)
+
+    def put(self, alert: dict[str, Any]) -> None:
+        if len(self.queue) >= self.sink.queue_size:
+            oldest = self.queue.popleft()
+            self.gateway.dispatcher.abandoned(self.sink, oldest, "dropped")
+            self._dropped_logged += 1
+            if self._dropped_logged <= 10 or self._dropped_logged % 1000 == 0:
+                log.warning(
+                    "sink %s: queue full (%d), dropped %s %s",
+                    self.sink.id,
+                    self.sink.queue_size,
+                    oldest["id"],
+                    oldest["state"],
+                )
+        self.queue.append(alert)
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue:
+                alert = self.queue.popleft()
+                if self.gateway.dispatcher.take(self.sink, alert, self.gateway.clock()):
+                    await self._deliver(alert)
+
+    async def _deliver(self, alert: dict[str, Any]) -> None:
+        sink, gateway = self.sink, self.gateway
+        body = sk.payload(alert, gateway.settings)
+        attempt = 0
+        while True:
+            attempt += 1
+            result = await self._post(body, sk.headers(sink, alert, body, gateway.clock()))
+            if result == "ok":
+                self.delivered += 1
+                gateway.dispatcher.delivered(sink, alert)
+                record = sent_record(sink.id, alert, gateway.clock())
+                try:
+                    await gateway.write_control(record)
+                except Exception as exc:
+                    self.record_errors += 1
+                    log.warning(
+                        "sink %s: cannot record delivery of %s: %s", sink.id, alert["id"], exc
+                    )
+                return
+            self.failures += 1
+            if result == "fail" or attempt >= sink.max_attempts:
+                gateway.dispatcher.abandoned(sink, alert, "gave_up")
+                log.warning(
+                    "sink %s: gave up on %s %s after %d attempts: %s",
+                    sink.id,
+                    alert["id"],
+                    alert["state"],
+                    attempt,
+                    self.last_error,
+                )
+                return
+            self.retries += 1
+            await asyncio.sleep(sk.backoff_s(attempt, sink.backoff_s, random.random()))
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> str:
+        session = self.http.session()
+        try:
+            async with session.post(
+                self.sink.url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.sink.timeout_s),
+            ) as resp:
+                await resp.read()
+                result = sk.outcome(resp.status)
+                self.last_error = None if result == "ok" else f"HTTP {resp.status}"
+                return result
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            self.last_error = f"no answer in {self.sink.timeout_s:g} s"
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        return "retry"
