@@ -1,7 +1,9 @@
 """Who may do what on the gateway: roles, tokens, origins, and keeping tokens out of logs.
 
-Pure module: standard library only (no websockets, no asyncio); the gateway
-(``web/gateway.py``) asks it. The README's "Security" section is the user's guide.
+Pure module: standard library only (no websockets, no asyncio); the gateway's guard
+(``web/guard.py``) asks it, and :data:`PERMISSION_OF` is the one table of what each
+websocket request and HTTP route needs. The README's "Security" section is the user's
+guide, ``docs/PROTOCOL.md`` ("Access") what a client sees.
 
 Roles and permissions
 =====================

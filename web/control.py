@@ -5,30 +5,9 @@ rule snoozed for a key) and what the webhook sinks have delivered is written to 
 compacted ``callcost-control`` topic, and every gateway rebuilds a :class:`ControlStore`
 from it at start, as it rebuilds the figures and the alerts from theirs.
 
-Records
-=======
-
-One Kafka record per fact, keyed so that compaction keeps the latest of each; the value
-is a JSON object whose ``type`` says what it is, and which holds everything (the key is
-never parsed, only compared)::
-
-    ack/<alert id>                 {"type": "ack", "id", "centre", "scope", "rule", "key",
-                                    "by", "note", "at"}
-    snooze/<centre>/<rule>/<key>   {"type": "snooze", "centre", "rule", "key", "by",
-                                    "note", "at", "until"}
-    sent/<sink id>/<alert id>/<state>
-                                   {"type": "sent", "sink", "id", "state", "at"}
-
-``at`` is when the record was made (the gateway's clock, ms since the epoch), ``note``
-a string or null. A snooze is *active* while ``until`` > now; cancelling one writes the
-same key with ``until`` = ``at``. A record with a null value (a tombstone, written by
-hand) removes what its key held.
-
-Order: a key always lands in the same partition, and the store keeps, per key, the
-record with the highest offset. A gateway applies its own writes at once (with the
-offset the broker gave them) and again when its reader reads them back, which changes
-nothing then; so two gateways that write the same key end up holding the same record,
-and a record is fanned out to clients once.
+Records, their keys and how the store orders them: ``docs/PROTOCOL.md``, "The control
+topic". Besides the store, this module checks the ``ack``, ``snooze`` and ``unsnooze``
+requests (websocket or REST) and makes their records (:func:`control_request`).
 """
 
 from __future__ import annotations
@@ -253,7 +232,7 @@ def parse_control(key: str, value: bytes | str) -> dict[str, Any]:
 
 
 class ControlStore:
-    """The latest control record of every key (see the module docstring)."""
+    """The latest control record of every key (``docs/PROTOCOL.md``, "The control topic")."""
 
     def __init__(self) -> None:
         self._acks: dict[str, dict[str, Any]] = {}

@@ -1,8 +1,9 @@
 """Webhook sinks: what goes to which sink, when, and in what words. Pure: no I/O, no clock.
 
-The gateway (``web/gateway.py``) posts alert messages to the ``[[sinks]]`` of the
-configuration (:class:`callcost.streams.config.Sink`); this module makes every decision
-and the gateway only moves bytes. Times are passed in (``now_ms``, the gateway's clock).
+The gateway's webhook workers (``web/webhooks.py``) post alert messages to the
+``[[sinks]]`` of the configuration (:class:`callcost.streams.config.Sink`); this module
+makes every decision and the workers only move bytes. Times are passed in (``now_ms``,
+the gateway's clock).
 
 What a sink is told
 ===================
