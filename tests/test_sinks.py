@@ -335,6 +335,20 @@ def running(*sinks: Sink, **options: Any) -> Running:
     return Running(settings=Settings(sinks=sinks), sink_tick_s=0.05, **options)
 
 
+SKIPPED = 'callcost_gateway_sink_skipped_total{sink="ops",reason="%s"}'
+
+
+def settled(gw: Running, delivered: int, sink: str = "ops") -> dict[str, float] | None:
+    """The gateway's metrics once ``sink`` has delivered ``delivered`` messages and has
+    none waiting to be sent, else None. The gateway decides each message as it comes
+    (queued, or skipped with a counted reason), so with the skips accounted for too,
+    nothing more will be sent."""
+    m = gw.metrics()
+    done = (m[f'callcost_gateway_sink_deliveries_total{{sink="{sink}"}}'] == delivered
+            and m[f'callcost_gateway_sink_queued{{sink="{sink}"}}'] == 0)
+    return m if done else None
+
+
 def value(alert_: dict) -> bytes:
     return json.dumps(alert_).encode()
 
@@ -375,11 +389,11 @@ def test_retry_after_failures_then_one_delivery() -> None:
         firing, _ = live()
         gw.alerts(value(firing), value(firing))  # the second is a duplicate message
         wait_for(lambda: len(hook.delivered) == 1, what="the delivery after two failures")
-        time.sleep(0.3)
+        m = wait_for(lambda: settled(gw, delivered=1), what="the one message to be done")
+        gw.close()  # stopped, it has sent all it ever will
         assert len(hook.attempts) == 3 and hook.messages() == [(firing["id"], "firing")]
         # every attempt carries the same delivery id, for receivers that dedup
         assert len({h["x-callcost-delivery"] for h, _ in hook.attempts}) == 1
-        m = gw.metrics()
         assert m['callcost_gateway_sink_failures_total{sink="ops"}'] == 2
         assert m['callcost_gateway_sink_retries_total{sink="ops"}'] == 2
         assert m['callcost_gateway_sink_deliveries_total{sink="ops"}'] == 1
@@ -472,15 +486,18 @@ def test_snoozed_sinks_stay_quiet_then_hear_what_still_fires(hook: Webhook) -> N
             # the state is still tracked and shown
             assert [recv(ws)["key"] for _ in range(3)] == ["billing", "sales", "sales"]
             assert [a["key"] for a in gw.get_json("/api/alerts")["alerts"]] == ["billing"]
-            time.sleep(0.3)
+            # each message is decided as it comes: all three wait or are skipped, none
+            # is queued, so none can be sent
+            m = settled(gw, delivered=0)
+            assert m and m[SKIPPED % "snoozed"] == 2 and m[SKIPPED % "unannounced"] == 1
             assert hook.delivered == []
             clock[0] += 60_000  # both snoozes end: billing still fires, sales is over
             wait_for(lambda: len(hook.delivered) == 1, what="the delivery after the snooze")
-            time.sleep(0.3)
+            m = wait_for(lambda: settled(gw, delivered=1), what="the delivery to be done")
+            gw.close()  # stopped, it has sent all it ever will
             assert hook.messages() == [(billing["id"], "firing")]
-            m = gw.metrics()
-            assert m['callcost_gateway_sink_skipped_total{sink="ops",reason="snoozed"}'] == 2
-            assert m['callcost_gateway_sink_skipped_total{sink="ops",reason="unannounced"}'] == 1
+            assert m[SKIPPED % "snoozed"] == 2
+            assert m[SKIPPED % "unannounced"] == 1
     finally:
         gw.close()
 
@@ -525,17 +542,19 @@ def test_no_duplicates_across_a_restart(
     try:
         wait_for(lambda: healthy(gw), timeout_s=60, what="the restarted gateway to catch up")
         wait_for(lambda: len(hook.delivered) >= 3, what="the deliveries after the restart")
-        time.sleep(0.5)
+        # the four messages are all accounted for (two delivered, a duplicate, a stale
+        # one) and none waits: then the gateway is stopped and has sent all it will
+        m = wait_for(lambda: (m := settled(gw, delivered=2)) and m.get(SENT_RECORDS) == 2
+                     and m[SKIPPED % "duplicate"] + m[SKIPPED % "stale"] == 2 and m,
+                     what="the deliveries and their records")
+        gw.close()
         assert hook.messages() == [
             (firing["id"], "firing"),
             (firing["id"], "resolved"),
             (recent["id"], "firing"),
         ]
-        m = gw.metrics()
-        assert m['callcost_gateway_sink_skipped_total{sink="ops",reason="duplicate"}'] == 1
-        assert m['callcost_gateway_sink_skipped_total{sink="ops",reason="stale"}'] == 1
-        assert m['callcost_gateway_sink_deliveries_total{sink="ops"}'] == 2
-        wait_for(lambda: gw.metrics().get(SENT_RECORDS) == 2, what="the delivery records")
+        assert m[SKIPPED % "duplicate"] == 1
+        assert m[SKIPPED % "stale"] == 1
     finally:
         gw.close()
 
@@ -543,9 +562,11 @@ def test_no_duplicates_across_a_restart(
     gw = running(sink, bootstrap=kafka_bootstrap, **options)
     try:
         wait_for(lambda: healthy(gw), timeout_s=60, what="the third gateway to catch up")
-        time.sleep(0.5)
+        # caught up, it has decided every message at once: the three sent before are
+        # duplicates, and nothing is queued; stopped, it has sent all it ever will
+        wait_for(lambda: (m := settled(gw, delivered=0)) and m[SKIPPED % "duplicate"] == 3,
+                 what="the three duplicates")
+        gw.close()
         assert len(hook.attempts) == 3
-        m = gw.metrics()
-        assert m['callcost_gateway_sink_skipped_total{sink="ops",reason="duplicate"}'] == 3
     finally:
         gw.close()

@@ -74,6 +74,10 @@ class Running:
         self.do(self.gateway.ingest_alerts, list(values))
 
     def close(self) -> None:
+        """Stop the gateway (its readers, writers and sink workers) and its loop; once
+        closed it has sent all it ever will. A second call does nothing."""
+        if self.loop.is_closed():
+            return
         try:
             self.call(self.gateway.stop())
         finally:
