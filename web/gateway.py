@@ -32,7 +32,7 @@ from websockets.http11 import Response
 
 from callcost.errors import CallcostError
 from callcost.kafka_client import aiokafka_kwargs
-from callcost.streams.config import GatewaySettings, Settings, Sink
+from callcost.streams.config import GatewaySettings, Settings
 from callcost.streams.topics import ALERTS, CONTROL, FIGURES
 from callcost.web import access as a
 from callcost.web import sinks as sk
@@ -49,7 +49,7 @@ from callcost.web.redaction import install_redaction
 from callcost.web.responses import STATIC_DIR
 from callcost.web.stores import AlertStore, FigureStore
 from callcost.web.subscriptions import FiguresUpdate
-from callcost.web.webhooks import HttpClient, SinkWorker
+from callcost.web.webhooks import SinkWorker, Webhooks
 from callcost.web.wire import BadMessage
 
 log = logging.getLogger("callcost.gateway")
@@ -138,12 +138,9 @@ class Gateway:
             if bootstrap
             else LocalControlWriter()
         )
-        sinks = self.settings.sinks
-        self.dispatcher = sk.Dispatcher(sinks, self.control, clock(), ready=not bootstrap)
-        self._http = HttpClient()
-        self.sink_workers: dict[str, SinkWorker] = {
-            s.id: SinkWorker(self, s, self._http) for s in sinks
-        }
+        self.webhooks = Webhooks(
+            self.settings, self.control, clock, self.write_control, ready=not bootstrap
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self._started = time.monotonic()
@@ -206,37 +203,11 @@ class Gateway:
             raise CallcostError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self._started = time.monotonic()
-        self._log_access()
-        self.dispatcher = sk.Dispatcher(
-            self.settings.sinks, self.control, self.clock(), ready=not self.bootstrap
-        )
+        self.guard.announce(self.host, self.port)
+        self.webhooks.restart()
         if self.bootstrap:
             self._start_readers(self.bootstrap)
-        for sink_id, worker in self.sink_workers.items():
-            self._tasks.append(asyncio.create_task(worker.run(), name=f"sink {sink_id}"))
-        if self.sink_workers:
-            self._tasks.append(asyncio.create_task(self._tick_sinks(), name="sink clock"))
-
-    def _log_access(self) -> None:
-        authenticator = self.guard.authenticator
-        if authenticator.open:
-            log.warning(
-                "NO ACCESS CONTROL: %s has no [[gateway.tokens]]; anyone who reaches "
-                "%s:%d reads every figure and alert, and acknowledges and snoozes alerts. "
-                "Configure tokens (README, Security).",
-                self.settings.source,
-                self.host,
-                self.port,
-            )
-        else:
-            roles = Counter(t.role for t in authenticator.tokens)
-            log.info(
-                "access control: %d token(s) (%s); origins: own host%s; %s",
-                len(authenticator.tokens),
-                ", ".join(f"{n} {r}" for r, n in sorted(roles.items())),
-                "".join(f", {o}" for o in self.settings.gateway.origins),
-                "TLS" if self.tls else "no TLS",
-            )
+        self._tasks.extend(self.webhooks.tasks(self.sink_tick_s))
 
     def _start_readers(self, bootstrap: str) -> None:
         self.readers[self.control_topic] = TopicReader(
@@ -244,7 +215,7 @@ class Gateway:
             self.control_topic,
             self._ingest_control_records,
             raw=True,
-            on_caught_up=self._release_sinks,
+            on_caught_up=self.webhooks.release,
             client_kwargs=self.kafka_kwargs,
         )
         self.readers[self.figures_topic] = TopicReader(
@@ -263,7 +234,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self._http.close()
+        await self.webhooks.close()
         await self.writer.stop()
         if self._server is not None:
             self._server.close()
@@ -325,7 +296,7 @@ class Gateway:
                 self._bad(self.alerts_topic, exc)
                 continue
             self.fanout.alert(alert)
-            self._queue(self.dispatcher.offer(alert, self.clock()))
+            self.webhooks.offer(alert)
 
     def ingest_control(self, records: Iterable[ControlRecord]) -> None:
         """Apply ``callcost-control`` records (key, value, (partition, offset)), sending
@@ -352,7 +323,7 @@ class Gateway:
             snoozed = snoozed or record["type"] == "snooze"
             self.fanout.control(record)
         if snoozed:
-            self._queue(self.dispatcher.tick(self.clock()))
+            self.webhooks.snoozes_changed()
 
     def _ingest_control_records(self, records: list[Any]) -> None:
         self.ingest_control((r.key, r.value, (r.partition, r.offset)) for r in records)
@@ -372,33 +343,13 @@ class Gateway:
 
     # ----------------------------------------------------------------- sinks
 
-    def _queue(self, pairs: list[tuple[Sink, dict[str, Any]]]) -> None:
-        for sink, alert in pairs:
-            self.sink_workers[sink.id].put(alert)
+    @property
+    def dispatcher(self) -> sk.Dispatcher:
+        return self.webhooks.dispatcher
 
-    def _release_sinks(self) -> None:
-        """The control topic is read: what was delivered is known, deliver the rest."""
-        before = Counter(self.dispatcher.skipped)
-        self._queue(self.dispatcher.release(self.clock()))
-        for sink_id in self.sink_workers:
-            stale = self.dispatcher.skipped[(sink_id, "stale")] - before[(sink_id, "stale")]
-            sent = self.dispatcher.skipped[(sink_id, "duplicate")] - before[(sink_id, "duplicate")]
-            queued = self.sink_workers[sink_id].queued
-            log.info(
-                "sink %s: %d alert messages to send, %d sent before, %d older than the "
-                "replay horizon not sent",
-                sink_id,
-                queued,
-                sent,
-                stale,
-            )
-
-    async def _tick_sinks(self) -> None:
-        """The clock of the snoozes: messages whose snooze ended go out."""
-        while True:
-            await asyncio.sleep(self.sink_tick_s)
-            if self.dispatcher.ready:
-                self._queue(self.dispatcher.tick(self.clock()))
+    @property
+    def sink_workers(self) -> dict[str, SinkWorker]:
+        return self.webhooks.workers
 
     # ----------------------------------------------------------------- HTTP side
 

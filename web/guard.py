@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections import Counter
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -54,10 +55,33 @@ class Guard:
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         access = settings.gateway
+        self.settings = settings
         self.authenticator = a.Authenticator(access.tokens)
         self.tls = access.tls_cert is not None
         self.origin_policy = a.OriginPolicy(access.origins, tls=self.tls)
         self.metrics = metrics
+
+    def announce(self, host: str, port: int) -> None:
+        """Log at start what access control there is: loudly when there is none."""
+        authenticator = self.authenticator
+        if authenticator.open:
+            log.warning(
+                "NO ACCESS CONTROL: %s has no [[gateway.tokens]]; anyone who reaches "
+                "%s:%d reads every figure and alert, and acknowledges and snoozes alerts. "
+                "Configure tokens (README, Security).",
+                self.settings.source,
+                host,
+                port,
+            )
+        else:
+            roles = Counter(t.role for t in authenticator.tokens)
+            log.info(
+                "access control: %d token(s) (%s); origins: own host%s; %s",
+                len(authenticator.tokens),
+                ", ".join(f"{n} {r}" for r, n in sorted(roles.items())),
+                "".join(f", {o}" for o in self.settings.gateway.origins),
+                "TLS" if self.tls else "no TLS",
+            )
 
     @property
     def open(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -18,7 +18,7 @@ import aiohttp
 
 from callcost.streams.config import Settings, Sink
 from callcost.web import sinks as sk
-from callcost.web.control import Record, sent_record
+from callcost.web.control import ControlStore, Record, sent_record
 
 log = logging.getLogger("callcost.gateway")
 
@@ -159,3 +159,92 @@ class SinkWorker:
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
         return "retry"
+
+
+class Webhooks:
+    """Every sink's worker, and the dispatcher that decides what each is sent.
+
+    Alert messages are offered as they are read; nothing goes out before
+    :meth:`release` (the control topic has been read, so what was delivered before is
+    known), except with ``ready`` (no Kafka). :meth:`run_clock` lets the messages whose
+    snooze ended go out.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        control: ControlStore,
+        clock: Callable[[], int],
+        write_control: Callable[[Record], Any],
+        *,
+        ready: bool,
+    ) -> None:
+        self.settings = settings
+        self.control = control
+        self.clock = clock
+        self._write_control = write_control
+        self._ready = ready
+        self.dispatcher = sk.Dispatcher(settings.sinks, control, clock(), ready=ready)
+        self.http = HttpClient()
+        self.workers: dict[str, SinkWorker] = {
+            s.id: SinkWorker(self, s, self.http) for s in settings.sinks
+        }
+
+    async def write_control(self, record: Record) -> dict[str, Any]:
+        result: dict[str, Any] = await self._write_control(record)
+        return result
+
+    def restart(self) -> None:
+        """A new dispatcher, whose replay horizon counts from now (the gateway's start)."""
+        self.dispatcher = sk.Dispatcher(
+            self.settings.sinks, self.control, self.clock(), ready=self._ready
+        )
+
+    def tasks(self, tick_s: float) -> list[asyncio.Task[None]]:
+        """Start every worker, and the snoozes' clock (every ``tick_s``)."""
+        tasks = [
+            asyncio.create_task(worker.run(), name=f"sink {sink_id}")
+            for sink_id, worker in self.workers.items()
+        ]
+        if self.workers:
+            tasks.append(asyncio.create_task(self.run_clock(tick_s), name="sink clock"))
+        return tasks
+
+    def offer(self, alert: dict[str, Any]) -> None:
+        """A new alert message: queue it for the sinks that take it."""
+        self._queue(self.dispatcher.offer(alert, self.clock()))
+
+    def snoozes_changed(self) -> None:
+        """A snooze came or went: reconsider what waited for it."""
+        self._queue(self.dispatcher.tick(self.clock()))
+
+    def _queue(self, pairs: list[tuple[Sink, dict[str, Any]]]) -> None:
+        for sink, alert in pairs:
+            self.workers[sink.id].put(alert)
+
+    def release(self) -> None:
+        """The control topic is read: what was delivered is known, deliver the rest."""
+        before = Counter(self.dispatcher.skipped)
+        self._queue(self.dispatcher.release(self.clock()))
+        for sink_id in self.workers:
+            stale = self.dispatcher.skipped[(sink_id, "stale")] - before[(sink_id, "stale")]
+            sent = self.dispatcher.skipped[(sink_id, "duplicate")] - before[(sink_id, "duplicate")]
+            queued = self.workers[sink_id].queued
+            log.info(
+                "sink %s: %d alert messages to send, %d sent before, %d older than the "
+                "replay horizon not sent",
+                sink_id,
+                queued,
+                sent,
+                stale,
+            )
+
+    async def run_clock(self, tick_s: float) -> None:
+        """The clock of the snoozes: messages whose snooze ended go out."""
+        while True:
+            await asyncio.sleep(tick_s)
+            if self.dispatcher.ready:
+                self._queue(self.dispatcher.tick(self.clock()))
+
+    async def close(self) -> None:
+        await self.http.close()
