@@ -23,8 +23,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import START_MS, machine
+from callcost.streams.centre import CentreState
 from callcost.streams.config import Settings
-from callcost.streams.engine import CentreState, Engine
+from callcost.streams.engine import Engine
 from callcost.streams.simulation import Simulator
 
 

@@ -39,8 +39,9 @@ from benchmarks.common import (
 )
 from callcost.replay import _lines
 from callcost.streams import checkpoint
+from callcost.streams.centre import CentreState
 from callcost.streams.config import Settings
-from callcost.streams.engine import CentreState, Engine
+from callcost.streams.engine import Engine
 
 HOUR_MS = 3_600_000
 

@@ -7,12 +7,15 @@ direction) and ``call.outcome`` (the outcome) the id breaks ties, so it is kept 
 
 Rows live in ``array.array`` columns (8 bytes a value, Python ints on access), slots of
 forgotten calls are reused. :meth:`CallTable.bookings` derives a call's bookings from its
-row alone, so the engine books the difference of before and after each event.
+row alone, so :meth:`CallTable.apply` books the difference of before and after each event.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
+
+from callcost.streams.events import ANSWERED, CONVERTING, ENDED, OFFERED, OUTCOME, Event
 
 NONE = 0  # no event of that type (every valid ts is > 0)
 # off_flags bits
@@ -87,6 +90,62 @@ class CallTable:
             self.out_conv,
             self.last_ts,
         )
+
+    def apply(
+        self,
+        ev: Event,
+        inc_s: int,
+        combo: Callable[[str, str, str], int],
+        pend: list[tuple[int, ...]],
+    ) -> None:
+        """Fold one call event in; append the bookings it adds (and, negated, those it
+        removes) to ``pend``. ``combo`` numbers a (queue, channel, direction)."""
+        calls = self
+        i = calls.slot(ev.call)
+        ts = ev.ts
+        if ts > calls.last_ts[i]:
+            calls.last_ts[i] = ts
+        t = ev.type
+        if t == OFFERED:
+            cur = calls.off_ts[i]
+            if cur != 0 and (cur < ts or (cur == ts and calls.off_id[i] <= ev.id)):
+                return
+            old = calls.bookings(i, inc_s)
+            calls.off_ts[i] = ts
+            calls.off_id[i] = ev.id
+            calls.off_cb[i] = combo(ev.queue, ev.channel, ev.direction)
+            calls.off_flags[i] = (VOICE if ev.channel == "voice" else 0) | (
+                OUTBOUND if ev.direction == "outbound" else 0
+            )
+        elif t == OUTCOME:
+            cur = calls.out_ts[i]
+            if cur != 0 and (cur < ts or (cur == ts and calls.out_id[i] <= ev.id)):
+                return
+            old = calls.bookings(i, inc_s)
+            calls.out_ts[i] = ts
+            calls.out_id[i] = ev.id
+            calls.out_conv[i] = ev.outcome in CONVERTING
+        else:
+            col = calls.ans_ts if t == ANSWERED else calls.end_ts if t == ENDED else calls.wrap_ts
+            cur = col[i]
+            if cur != 0 and cur <= ts:  # equal ts: the same bookings, whatever the id
+                return
+            if t != ENDED and calls.end_ts[i] == NONE:
+                # answered and wrapped book nothing until the call has ended (see
+                # CallTable.bookings): the usual order costs no booking here
+                col[i] = ts
+                return
+            old = calls.bookings(i, inc_s)
+            col[i] = ts
+        new = calls.bookings(i, inc_s)
+        if new == old:
+            return
+        for b in old:
+            if b not in new:
+                pend.append((b[0], b[1], -b[2], -b[3], -b[4], -b[5], -b[6], -b[7], -b[8]))
+        for b in new:
+            if b not in old:
+                pend.append(b)
 
     def forget_before(self, cut: int) -> int:
         """Forget calls whose last event is older than ``cut``; returns how many."""

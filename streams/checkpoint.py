@@ -1,6 +1,6 @@
 """Checkpoints of a centre's engine state (pure: bytes in, bytes out; no Kafka).
 
-A checkpoint holds everything :class:`~callcost.streams.engine.CentreState` knows: the
+A checkpoint holds everything :class:`~callcost.streams.centre.CentreState` knows: the
 join state of calls and agents, the remembered ids, the pending and committed bookings,
 the cumulative sums, the watermark and instants, and every alert machine. Restored into
 an engine with the same settings, a centre goes on exactly as if it had never stopped.
@@ -18,15 +18,14 @@ import hashlib
 import io
 import struct
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
 from callcost.errors import CallcostError
-
-if TYPE_CHECKING:
-    from callcost.streams.engine import CentreState, Engine
+from callcost.streams.centre import CentreState, Host
+from callcost.streams.sessions import Agent
 
 MAGIC = b"CCKP1\n"
 _ARRAYS = ("ats", "acb", "avi", "aamt", "sts", "scls", "sdel", "C", "Ct", "CS", "CSt",
@@ -39,6 +38,12 @@ _CALL_COLUMNS = ("off_ts", "off_cb", "off_flags", "ans_ts", "end_ts", "wrap_ts",
 
 class CheckpointError(CallcostError):
     """A checkpoint cannot be read, or was taken under other settings."""
+
+
+class Holder(Host, Protocol):
+    """What a checkpoint is restored into (the engine): the centres it holds, by id."""
+
+    centres: dict[str, CentreState]
 
 
 def fingerprint(st: CentreState) -> str:
@@ -101,10 +106,8 @@ def read_header(data: bytes) -> dict[str, Any]:
     return header
 
 
-def load(engine: Engine, data: bytes) -> CentreState:
+def load(engine: Holder, data: bytes) -> CentreState:
     """Rebuild a centre from ``data`` inside ``engine`` (replacing what it had)."""
-    from callcost.streams.engine import CentreState
-
     header = read_header(data)
     cid = header["centre"]
     st = CentreState(engine, cid)
@@ -132,10 +135,8 @@ def load(engine: Engine, data: bytes) -> CentreState:
     calls.free = header["calls"]["free"]
     calls.off_id = header["calls"]["off_id"]
     calls.out_id = header["calls"]["out_id"]
-    from callcost.streams.engine import _Agent
-
     for name, a in header["agents"].items():
-        ag = _Agent()
+        ag = Agent()
         ag.events = [tuple(e) for e in a["events"]]
         ag.open0 = a["open0"]
         ag.changes = [tuple(c) for c in a["changes"]]

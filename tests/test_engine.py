@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from callcost.streams.config import Settings, StreamSettings, parse_settings
-from callcost.streams.engine import Engine, local_midnight, next_midnight
+from callcost.streams.days import local_midnight, next_midnight
+from callcost.streams.engine import Engine
 
 T0 = 1_768_467_600_000  # 2026-01-15T09:00:00Z
 
@@ -186,7 +187,7 @@ def test_event_far_ahead_of_the_clock_is_rejected_live_only() -> None:
 
 
 def _run(records_batches, jump: bool, monkeypatch) -> tuple[list, list]:
-    import callcost.streams.engine as E
+    import callcost.streams.centre as E
 
     monkeypatch.setattr(E, "QUIET_JUMP_MS", 6 * 3_600_000 if jump else 10**18)
     s = parse_settings(
