@@ -14,9 +14,12 @@ from typing import Any
 
 import numpy as np
 
-INACTIVE, PENDING, FIRING = 0, 1, 2
-ABOVE, BELOW = "above", "below"
-STATE_NAMES = ("inactive", "pending", "firing")
+from callcost.streams.vocabulary import BAND_SIDES, MACHINE_STATES
+
+#: a machine's state, an index into MACHINE_STATES
+INACTIVE, PENDING, FIRING = range(len(MACHINE_STATES))
+#: the side of the band a figure left by
+ABOVE, BELOW = BAND_SIDES
 
 
 @dataclass(frozen=True, slots=True)

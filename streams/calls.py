@@ -15,7 +15,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable
 
-from callcost.streams.events import ANSWERED, CONVERTING, ENDED, OFFERED, OUTCOME, Event
+from callcost.streams.events import ANSWERED, ENDED, OFFERED, OUTCOME, Event
+from callcost.streams.vocabulary import CONVERTING
 
 NONE = 0  # no event of that type (every valid ts is > 0)
 # off_flags bits

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from callcost.errors import EventError
+from callcost.streams.vocabulary import CALL_CHANNELS, CALL_DIRECTIONS, OUTCOMES
 
 #: every reject reason, with what it means
 REASONS: dict[str, str] = {
@@ -61,17 +62,13 @@ _REQUIRED: dict[int, tuple[str, ...]] = {
     WRAPPED: ("call",),
     OUTCOME: ("call", "outcome"),
 }
-OUTCOMES = ("sale", "lead", "resolved", "unresolved")
-CONVERTING = frozenset({"sale", "lead"})
-DIRECTIONS = ("inbound", "outbound")
-CHANNELS = ("voice", "chat", "email")
 MAX_TS = 2**53
 #: longest ``EventError.detail``; the worker puts it in a DLQ header
 MAX_DETAIL_CHARS = 200
 # hashable-only look-ups for the fast path: a str subclass or an unhashable value is
 # left to parse_strict by the ``type(x) is str`` checks before them
-_DIRECTION_SET = frozenset(DIRECTIONS)
-_CHANNEL_SET = frozenset(CHANNELS)
+_DIRECTION_SET = frozenset(CALL_DIRECTIONS)
+_CHANNEL_SET = frozenset(CALL_CHANNELS)
 _OUTCOME_SET = frozenset(OUTCOMES)
 _CENTRE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _VALID_CENTRES: set[str] = set()  # centres seen valid: a set look-up beats the regex
@@ -248,9 +245,9 @@ def parse_strict(key: bytes | None, value: bytes | None, *, check_key: bool = Tr
         if etype == OFFERED:
             queue = _string(obj, "queue")
             if "direction" in obj:
-                direction = _choice(obj, "direction", DIRECTIONS)
+                direction = _choice(obj, "direction", CALL_DIRECTIONS)
             if "channel" in obj:
-                channel = _choice(obj, "channel", CHANNELS)
+                channel = _choice(obj, "channel", CALL_CHANNELS)
         elif etype == ANSWERED:
             agent = _string(obj, "agent")
         elif etype == OUTCOME:
