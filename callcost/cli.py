@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("callcost.broker_cli", "start, stop or inspect the local Kafka broker (KRaft)"),
     "topics": ("callcost.topics_cmd", "create the callcost topics on a broker"),
     "worker": (
-        "callcost.agents.app",
+        "callcost.agents.worker_cli",
         "run the Faust worker: call-events in, figures and alerts out",
     ),
     "gateway": ("callcost.web.gateway_cli", "run the websocket/HTTP gateway and the pages"),
