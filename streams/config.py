@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -26,7 +27,14 @@ import msgspec
 from callcost.errors import ConfigError
 from callcost.streams import config_checks as checks
 from callcost.streams.config_errors import Where
-from callcost.streams.config_schema import Document, RatesTable, given
+from callcost.streams.config_schema import (
+    Document,
+    GatewayTable,
+    RatesTable,
+    RuleTable,
+    SinkTable,
+    given,
+)
 from callcost.streams.vocabulary import Window, parse_window
 
 
@@ -325,43 +333,57 @@ def parse_settings(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     where = Where(text, source, doc)
+    _convert(where, {k: v for k, v in doc.items() if k not in Document.__struct_fields__})
+    return _settings(where, os.environ if environ is None else environ)
+
+
+def _convert(where: Where, part: dict[str, Any]) -> Document:
+    """``part`` of the file (some of its sections) as a :class:`Document`."""
     try:
-        tables = msgspec.convert(doc, Document)
+        return msgspec.convert(part, Document)
     except msgspec.ValidationError as exc:
         raise where.invalid(exc, Document) from None
-    return _settings(where, tables, os.environ if environ is None else environ)
 
 
-def _settings(where: Where, doc: Document, environ: Mapping[str, str]) -> Settings:
-    """The settings of a converted file, after the checks across fields."""
-    defaults = _rates(where, doc.defaults, Rates(), ("defaults",))
+def _section(where: Where, name: str) -> Any:
+    """One section of the file, converted: each is converted, then checked, in turn, so
+    that a file with errors in several sections is told of the first, as before."""
+    part = {name: where.doc[name]} if name in where.doc else {}
+    return getattr(_convert(where, part), name)
+
+
+def _settings(where: Where, environ: Mapping[str, str]) -> Settings:
+    """The settings of the file, section by section: converted, then checked across fields."""
+    defaults = _rates(where, _section(where, "defaults"), Rates(), ("defaults",))
     centres: dict[str, Rates] = {}
-    for cid, table in doc.centres.items():
+    for cid, table in _section(where, "centres").items():
         checks.check_centre_id(where, cid)
         centres[cid] = _rates(where, table, defaults, ("centres", cid))
     rules: tuple[Rule, ...] = DEFAULT_RULES
-    if isinstance(doc.rules, list):
+    rule_tables: list[RuleTable] | msgspec.UnsetType = _section(where, "rules")
+    if isinstance(rule_tables, list):
         rules = tuple(
             Rule(**{**given(t), "window": checks.rule_window(where, t, i)})
-            for i, t in enumerate(doc.rules)
+            for i, t in enumerate(rule_tables)
         )
         checks.check_rule_names(where, [r.name for r in rules])
-    stream = given(doc.stream)
+    stream = given(_section(where, "stream"))
     if "windows" in stream:
         stream["windows"] = checks.stream_windows(where, stream["windows"])
-    gateway = _gateway(where, doc, environ)
+    gateway = _gateway(where, _section(where, "gateway"), environ)
     kafka = checks.kafka(
         where,
-        doc.kafka,
+        _section(where, "kafka"),
         environ,
         env_keys=KAFKA_ENV,
         password_env=KAFKA_PASSWORD_ENV,
         allowed={"security_protocol": KAFKA_PROTOCOLS, "sasl_mechanism": KAFKA_MECHANISMS},
     )
     names = [r.name for r in rules]
-    for i, t in enumerate(doc.sinks):
+    sink_tables: list[SinkTable] = _section(where, "sinks")
+    for i, t in enumerate(sink_tables):
         checks.check_sink(where, t, i, names)
-    sinks = tuple(Sink(**given(t)) for t in doc.sinks)
+    sinks = tuple(Sink(**given(t)) for t in sink_tables)
     checks.check_sink_ids(where, [(s.id, s.name is not None) for s in sinks])
     return Settings(
         defaults=defaults,
@@ -388,9 +410,8 @@ def _rates(where: Where, table: RatesTable, base: Rates, path: tuple[str, ...]) 
     return replace(base, **changes)
 
 
-def _gateway(where: Where, doc: Document, environ: Mapping[str, str]) -> GatewaySettings:
+def _gateway(where: Where, table: GatewayTable, environ: Mapping[str, str]) -> GatewaySettings:
     """``[gateway]``: the limits, then the access block (tokens, origins, TLS)."""
-    table = doc.gateway
     values = given(table)
     base = GatewaySettings()
     soft = values.get("soft_limit", base.soft_limit)
