@@ -45,10 +45,12 @@ from callcost.streams.events import (
 )
 from callcost.streams.output import Output
 from callcost.streams.sessions import Agent, forget_agents
-from callcost.streams.vocabulary import SCOPES, Window
+from callcost.streams.vocabulary import SCOPES, STATUSES, Window
 
 CHUNK = 4096  # instants per kernel call: bounds the transient output arrays
 QUIET_JUMP_MS = 6 * 3_600_000  # skip quiet stretches longer than this
+# a figure's status against its rule's band
+OK, ABOVE, BELOW, INSUFFICIENT = STATUSES
 # booking tuple: (ts, combo, *NV values)
 _BW = 2 + K.NV
 
@@ -534,13 +536,13 @@ class CentreState:
                 handled = row[K.F_HANDLED]
                 cpc = d["cost_per_call"]
                 if handled < min_calls:
-                    status = "insufficient"
+                    status = INSUFFICIENT
                 elif cpc is not None and cpc > high:
-                    status = "above"
+                    status = ABOVE
                 elif cpc is not None and cpc < low:
-                    status = "below"
+                    status = BELOW
                 else:
-                    status = "ok"
+                    status = OK
                 d.update(
                     status=status,
                     low=low,
