@@ -159,9 +159,9 @@ def _walk(schema: type, doc: Any, segments: list[str | int]) -> _Node:
             path.append(seg)
         elif seg == -1:  # a dict key msgspec does not name: the first value that fails
             annotation = typing.get_args(base)[1]
-            key = next(k for k, v in value.items() if _fails(v, annotation))
-            value = value[key]
-            path.append(key)
+            key = next((k for k, v in value.items() if _fails(v, annotation)), None)
+            value = value[key] if key is not None else None
+            path.append("..." if key is None else key)
         else:
             args = typing.get_args(base)
             in_tuple = typing.get_origin(base) is tuple
