@@ -1,15 +1,16 @@
 """What a callcost TOML file may hold: each section declared once, as msgspec structs.
 
-:func:`convert` turns the parsed TOML document into a :class:`Document` of these tables,
-checking keys, types and ranges; what one field cannot say alone (a band's order, a time
-zone, a window, an environment variable) is left to :mod:`callcost.streams.config_checks`.
+``msgspec.convert`` turns each section of the parsed TOML document into these tables
+(:class:`Document` holds them all), checking keys, types and ranges; what one field
+cannot say alone (a band's order, a time zone, a window, an environment variable) is
+left to :mod:`callcost.streams.config_checks`.
 A field the file does not give stays :data:`msgspec.UNSET`, so that the settings keep
 their defaults and a centre keeps the ``[defaults]`` it does not override.
 
 Besides the types, each table carries the wording of its errors as class variables
 (``not_a_table``, ``missing``, ``refused``, ``named_by``), and containers carry theirs as
 ``Meta(extra={"expect": ...})``: :mod:`callcost.streams.config_errors` reads them to say
-what is wrong in the words the hand-written checks used. Pure: msgspec and stdlib only.
+what is wrong in the words users have always read. Pure: msgspec and stdlib only.
 """
 
 from __future__ import annotations
