@@ -73,11 +73,22 @@ def test_late_session_change_is_accounted() -> None:
     b.ingest([logout])  # 40 minutes late
     fa = a.centres["c1"].figures_at_M()
     fb = b.centres["c1"].figures_at_M()
-    assert a.centres["c1"].M == b.centres["c1"].M
+    M = T0 + 2_995_000  # the last instant: (T0 + 3,000,000 - lateness 5,000)
+    assert a.centres["c1"].M == b.centres["c1"].M == M
     for x, y in zip(fa, fb, strict=True):
         assert x["staffed_s"] == pytest.approx(y["staffed_s"]) and x["labour"] == pytest.approx(
             y["labour"]
         )
+    # by hand: a1 is on for [T0, T0 + 600 s), a9 from T0 + 0.1 s on to M, a2 not yet;
+    # 15m = [M - 900 s, M) holds only a9's last 900 s; 1h and today (from 00:00Z) both
+    # hold a1's 600 s and a9's 2,994.9 s; labour: 24.00 an hour (no team)
+    want_staffed_s = {"15m": 900.0, "1h": 600.0 + 2994.9, "today": 600.0 + 2994.9}
+    centre_rows = {f["window"]: f for f in fb if f["scope"] == "centre"}
+    assert set(centre_rows) == set(want_staffed_s)
+    for window, staffed_s in want_staffed_s.items():
+        f = centre_rows[window]
+        assert f["staffed_s"] == pytest.approx(staffed_s, rel=1e-9), window
+        assert f["labour"] == pytest.approx(staffed_s / 3600 * 24.0, rel=1e-9), window
 
 
 def test_duplicate_id_changes_nothing_even_with_other_content() -> None:
