@@ -4,7 +4,8 @@ Slow and literal on purpose: every rule of the SPEC is one visible line or block
 comment that cites it, so that a reader can check this file against the SPEC by eye and
 the property tests can then check the engine against this file. It shares nothing with
 the engine except the parsing of settings and events (``streams/config.py``,
-``streams/events.py``), so that the tests test meaning, not parsing.
+``streams/events.py``) and the names and window syntax (``streams/vocabulary.py``), so
+that the tests test meaning, not parsing; tests/test_reference_independent.py guards it.
 
 Entry point: :class:`Reference` built from the valid events of a stream (in arrival
 order, all on time) and the :class:`Settings`.
