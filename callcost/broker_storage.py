@@ -24,6 +24,16 @@ def prepare_storage(cfg: BrokerConfig, *, fresh: bool) -> None:
     cfg.data_dir.mkdir(exist_ok=True)
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of 16 bytes), never one
+    that starts with ``-``: the storage tool would read that as an option (as Kafka's own
+    ``Uuid.randomUuid`` does, it draws again)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def format_storage(cfg: BrokerConfig, cds_flags: list[str]) -> None:
     """Format the data folder once; the cluster id is kept in ``home/cluster.id``.
 
@@ -33,8 +43,8 @@ def format_storage(cfg: BrokerConfig, cds_flags: list[str]) -> None:
         return
     id_file = cfg.home / "cluster.id"
     cluster_id = id_file.read_text().strip() if id_file.exists() else ""
-    if not cluster_id:
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+    if not cluster_id or cluster_id.startswith("-"):  # not formatted yet: draw it anew
+        cluster_id = new_cluster_id()
         write_atomic(id_file, cluster_id + "\n")
     out = cfg.home / "logs" / "format.out"
     cmd = [

@@ -192,3 +192,12 @@ def test_broker_that_dies_reports_its_log(tmp_path: Path, monkeypatch) -> None:
         assert not cfg.pid_file.exists()
     finally:
         broker.stop(cfg)
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-storage reads an id starting with '-' as an option (1 draw in 64 did)."""
+    from callcost import broker_storage
+
+    draws = iter([b"\xfb" + bytes(15), b"\x00" * 16])  # the first encodes to '-w...'
+    monkeypatch.setattr(broker_storage.os, "urandom", lambda n: next(draws))
+    assert broker_storage.new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
