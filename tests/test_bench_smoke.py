@@ -7,14 +7,22 @@ never a timing: speed is measured by hand (BENCHMARKS.md), not in the test suite
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from callcost.errors import EventError
+from callcost.streams.config import Settings
+from callcost.streams.events import Event, parse
+from tests.reference import Reference, figure_diffs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,15 +174,47 @@ def test_every_benchmark_documents_its_smoke_mode(script: str) -> None:
     assert f"benchmarks/{script} --smoke" in text
 
 
-def test_bench_throughput_smoke(kafka_bootstrap: str) -> None:
+def reference_mismatches(data: Path, n: int, centres: int) -> list[str]:
+    """The benchmark's expected final figures of its first ``n`` events (made by the engine
+    in its process, kept under ``data``) against tests/reference.py on the same events."""
+    (events_file,) = data.glob(f"throughput-c{centres}-*.jsonl")
+    (finals_file,) = data.glob(f"throughput-n{n}-c{centres}.expected.json")
+    finals: dict[str, Any] = json.loads(finals_file.read_text())
+    events: list[Event] = []
+    with events_file.open("rb") as f:
+        for _, line in zip(range(n), f, strict=False):
+            with contextlib.suppress(EventError):  # a simulated stream has none
+                events.append(parse(None, line.rstrip(b"\n"), check_key=False))
+    ref = Reference(events, Settings())
+    assert sorted(finals) == ref.centres and len(ref.centres) == centres
+    bad = []
+    for centre, message in finals.items():
+        T = message["as_of"]
+        assert ref.last_instant(centre) == T, centre
+        got = {(f["scope"], f["key"], f["window"]): f for f in message["figures"]}
+        want = ref.figures(centre, T, sorted({w for _, _, w in got}))
+        assert got and want
+        for k in sorted(set(got) | set(want)):
+            bad += [f"{centre} {k}: reference vs benchmark {d}"
+                    for d in figure_diffs(want.get(k), got.get(k), k[0])]
+    return bad
+
+
+def test_bench_throughput_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Every variant runs on the test broker, and each worker's final figures equal the
-    engine's (the benchmark refuses a run whose figures differ)."""
+    expected ones, which the test checks against tests/reference.py: the benchmark refuses
+    a run whose figures differ from the engine's in its process, so a wrong engine would
+    pass it alone. Its inputs and expected figures go to a tmp dir, made afresh."""
+    data = tmp_path / "bench"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_throughput", "--smoke",
          "--bootstrap", kafka_bootstrap],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "CALLCOST_BENCH_DATA": str(data)},
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
+    for n in (5_000, 20_000):  # the prefix the slow variants read, and the whole
+        assert reference_mismatches(data, n, 5) == [], n
     rates = {}
     for m in re.finditer(r"^(\S+) +([\d,]+) events: median +([\d,]+) events/s",
                          proc.stdout, re.M):
