@@ -35,7 +35,7 @@ def figure(out_figs: list[dict], scope: str, key: str, window: str) -> dict:
 
 
 def engine(**stream: object) -> Engine:
-    return Engine(Settings(stream=StreamSettings(**stream)), check_key=False)  # type: ignore[arg-type]
+    return Engine(Settings(stream=StreamSettings(**stream)), check_key=False)
 
 
 def test_late_event_counts_once_it_arrives() -> None:
@@ -197,7 +197,7 @@ def test_event_far_ahead_of_the_clock_is_rejected_live_only() -> None:
     assert e.centres["c1"].max_ts == T0 + 60_000
 
 
-def _run(records_batches, jump: bool, monkeypatch) -> tuple[list, list]:
+def _run(records_batches, jump: bool, monkeypatch) -> tuple[list, list, int]:
     import callcost.streams.centre as E
 
     monkeypatch.setattr(E, "QUIET_JUMP_MS", 6 * 3_600_000 if jump else 10**18)
