@@ -8,7 +8,7 @@ never interleave their messages: a centre's ``as_of`` never goes backwards on th
 The worker owns its positions (:class:`callcost.streams.recovery.Recovery`): an event
 below a partition's ``next_offset`` is already in the engine and skipped; the first
 event after an assignment checks for a gap, replayed first
-(:mod:`callcost.agents.checkpoints`).
+(:mod:`callcost.agents.replay`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from callcost.agents import checkpoints
+from callcost.agents import checkpoints, replay
 from callcost.agents.metrics import WorkerMetrics
 from callcost.agents.side import Side
 from callcost.streams import topics
@@ -120,7 +120,7 @@ class Pipeline:
                     log.info("partition %d: the stream resumes at %d, the state "
                              "is at %d: replaying the gap", p, m.offset, nxt)
                     try:
-                        await checkpoints.replay(self, p, m.offset)
+                        await replay.replay(self, p, m.offset)
                     except Exception as exc:
                         # never go on with a hole in the state: stop, and let
                         # the restarted worker recover from its checkpoint
@@ -298,15 +298,15 @@ class Pipeline:
 
     async def catch_up(self) -> None:
         """Replay each restored partition from its checkpoint to the end it had when
-        restored (:func:`callcost.agents.checkpoints.catch_up`), again after a failure."""
+        restored (:func:`callcost.agents.replay.catch_up`), again after a failure."""
         while True:
             try:
-                await checkpoints.catch_up(self)
+                await replay.catch_up(self)
                 return
             except Exception:
                 log.exception("replay after the restore failed; again in %g s",
-                              checkpoints.RETRY_S)
-                await asyncio.sleep(checkpoints.RETRY_S)
+                              replay.RETRY_S)
+                await asyncio.sleep(replay.RETRY_S)
 
     def cancel_tasks(self) -> None:
         """Stop the restore and the replay under way (at shutdown)."""

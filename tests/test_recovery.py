@@ -506,9 +506,9 @@ def model_check(kafka: ModelKafka, names: Any, vector: str) -> None:
 @pytest.fixture
 def small_replay_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replays in many chunks: checkpoints and crashes land between them."""
-    from callcost.agents import checkpoints
+    from callcost.agents import replay
 
-    monkeypatch.setattr(checkpoints, "REPLAY_CHUNK", MODEL_CHUNK)
+    monkeypatch.setattr(replay, "REPLAY_CHUNK", MODEL_CHUNK)
 
 
 @pytest.mark.parametrize("seed", range(MODEL_SCHEDULES))
@@ -532,7 +532,7 @@ def test_model_checkpoint_mid_replay_remembers_what_an_earlier_run_sent(
     alert) and is killed. Run B restores A's checkpoint, replays one chunk, checkpoints
     (its state is still before most alerts) and is killed. Run C restores B's
     checkpoint: it must still know every alert A sent."""
-    from callcost.agents import checkpoints
+    from callcost.agents import replay
     from callcost.agents.pipeline import Topics
     from callcost.streams.config import load_settings
 
@@ -581,7 +581,7 @@ def test_model_checkpoint_mid_replay_remembers_what_an_earlier_run_sent(
         assert b.state.already_sent  # it read what A sent
         async with b.lock:
             for p, cu in sorted(b.state.catching_up().items()):
-                await checkpoints.replay_chunk(b, p, cu.end)
+                await replay.replay_chunk(b, p, cu.end)
         await b.checkpoint()
         await app_b.flush()
 
