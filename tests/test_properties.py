@@ -329,7 +329,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         if draw(TENTHS) > 1:
             top = max((e["ts"] for e in events if e["centre"] == c), default=base)
             events.append({"type": "agent.logout", "centre": c, "agent": "clock",
-                           "ts": top + lateness + draw(st.integers(1, 90)) * 1000})
+                           "ts": top + lateness + draw(st.integers(1, 30)) * 1000})
     # ids: unique, in an order unrelated to ts (and "e10" < "e9": ties break by string)
     perm = draw(st.permutations(range(len(events))))
     events = [{"id": f"e{perm[i]}", **e} for i, e in enumerate(events)]
@@ -504,7 +504,20 @@ EX_EARLIER_ARRIVES_SECOND = _sc(BASIC.replace("band = [0.3, 0.8]", "band = [100.
     ("e5", "agent.logout", 40_000, "alpha", {"agent": "a1"}),
 ], [10_000, 20_000], [1])
 
-EXAMPLES = [EX_RULES, EX_MIDNIGHT, EX_FLIP]
+#: two queues fire at the same instant on one rule, arriving q2 first: the engine sends
+#: them in the order it met the keys, the reference in key order (in_order's one freedom)
+EX_TIE = _sc(BASIC.replace("band = [0.3, 0.8]", "band = [0.1, 0.2]"), [
+    ("e1", "agent.login", 0, "alpha", {"agent": "a1"}),
+    ("e2", "call.offered", 1000, "alpha", {"call": "c2", "queue": "q2"}),
+    ("e3", "call.answered", 2000, "alpha", {"call": "c2", "agent": "a1"}),
+    ("e4", "call.ended", 10_000, "alpha", {"call": "c2"}),
+    ("e5", "call.offered", 1000, "alpha", {"call": "c1", "queue": "q1"}),
+    ("e6", "call.answered", 2000, "alpha", {"call": "c1", "agent": "a1"}),
+    ("e7", "call.ended", 10_000, "alpha", {"call": "c1"}),
+    ("e8", "agent.logout", 90_000, "alpha", {"agent": "clock"}),
+], [11_000, 30_000])
+
+EXAMPLES = [EX_RULES, EX_MIDNIGHT, EX_FLIP, EX_TIE]
 
 
 def with_examples(f: Any) -> Any:
@@ -516,7 +529,7 @@ def with_examples(f: Any) -> Any:
 #: examples per property; CALLCOST_PROPERTY_EXAMPLES=2000 for a long hunt
 EXAMPLES_PER_TEST = int(os.environ.get("CALLCOST_PROPERTY_EXAMPLES", "120"))
 #: the least share of a property's examples that must compare something: figures at an
-#: instant in range (measured 0.86-0.9), alert messages (measured 0.5 without targeting, 0.8 with)
+#: instant in range (measured 0.84-0.99), alert messages (0.5 without targeting, 0.76-0.91)
 MIN_FIGURES, MIN_ALERTS = 0.8, 0.5
 COMMON = settings(
     max_examples=EXAMPLES_PER_TEST,
@@ -524,6 +537,10 @@ COMMON = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )
+
+#: the reference steps every instant of every rule and key: two thirds of the examples,
+#: each steered (hypothesis.target) toward more alert messages
+ALERTS = settings(COMMON, max_examples=max(1, EXAMPLES_PER_TEST * 2 // 3))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -573,7 +590,6 @@ def check_figures(sc: Scenario) -> int:
                     problems.append(f"{centre} T={T} (+{T - DAY}) {k}: reference vs engine {d}")
     _note("\n".join(problems))
     assert not problems, "\n".join(problems[:30])
-    _target(float(compared), "figures compared")
     return compared
 
 
@@ -636,7 +652,6 @@ def check_order_and_batching(sc: Scenario) -> int:
             assert first.engine.centres[centre].M == run.engine.centres[centre].M
     in_range_snapshots = sum(in_range(sc, c, T) for c, T in first.snapshots)
     n_alerts = sum(len(a) for a in first.alerts.values())
-    _target(float(n_alerts), "alerts compared")
     return in_range_snapshots + n_alerts
 
 
@@ -672,7 +687,6 @@ def _keys_add_up_to_the_centre(sc: Scenario) -> None:
                         total = sum(f[n] for f in parts)
                         assert close(total, whole[n]), (
                             centre, T, window, scope, n, total, whole[n])
-    _target(float(compared), "snapshots compared")
     SHARES.record("add up", compared)
 
 
@@ -729,7 +743,7 @@ def test_alerts_equal_reference() -> None:
     SHARES.run("alerts", _alerts_equal_reference, minimum=MIN_ALERTS)
 
 
-@COMMON
+@ALERTS
 @given(scenarios())
 @with_examples
 def _alerts_equal_reference(sc: Scenario) -> None:
