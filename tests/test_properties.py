@@ -11,7 +11,12 @@ time (SPEC 4), split in random batches. Then:
 (b) the engine's figures and alerts do not depend on the arrival order nor the batches;
 (c) the keys of a scope add up to the centre;
 (d) a key that never appears costs nothing;
-(e) the engine's alert sequence equals the reference's.
+(e) the engine's alert sequence equals the reference's, in order (see ``in_order``).
+
+Instants are drawn inside each centre's range and most streams end with a clock event
+past the lateness, so nearly every example compares figures; each property asserts at
+its end a minimum share of examples that compared something (``Shares``), and the alert
+property steers generation toward more alert messages (``hypothesis.target``).
 """
 
 from __future__ import annotations
