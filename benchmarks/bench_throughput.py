@@ -295,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = a.bootstrap
     broker_cfg = None
     if bootstrap is None:
-        from callcost import broker
+        from callcost import broker, broker_config
 
-        broker_cfg = broker.BrokerConfig(home=ROOT / "var" / "bench-broker", port=BENCH_PORT,
+        broker_cfg = broker_config.BrokerConfig(home=ROOT / "var" / "bench-broker", port=BENCH_PORT,
                                          controller_port=BENCH_PORT + 1)
         broker.start(broker_cfg, timeout_s=180)
         bootstrap = broker_cfg.bootstrap
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"worker-batch / aiokafka-raw on {sets[which]:,} events, same run: median "
                   f"{statistics.median(ratios):.0%} of what the client library allows")
     if broker_cfg is not None and os.environ.get("CALLCOST_BENCH_KEEP_BROKER") != "1":
-        from callcost import broker
+        from callcost import broker, broker_config
 
         broker.stop(broker_cfg)
     return 0

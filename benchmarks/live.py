@@ -112,9 +112,9 @@ def ensure_broker(bootstrap: str | None, port: int = BENCH_PORT) -> str:
     runs; home var/bench-broker-PORT; left running for the next benchmark)."""
     if bootstrap:
         return bootstrap
-    from callcost import broker
+    from callcost import broker, broker_config
 
-    cfg = broker.BrokerConfig(home=ROOT / "var" / f"bench-broker-{port}", port=port)
+    cfg = broker_config.BrokerConfig(home=ROOT / "var" / f"bench-broker-{port}", port=port)
     took = broker.start(cfg, timeout_s=180)
     print(f"broker {cfg.bootstrap} ready in {took:.1f} s", file=sys.stderr)
     return cfg.bootstrap

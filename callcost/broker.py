@@ -34,7 +34,7 @@ from callcost.broker_properties import running_port, server_properties
 from callcost.broker_storage import format_storage, prepare_storage
 from callcost.errors import BrokerError
 
-__all__ = ["BrokerConfig", "probe", "start", "status", "stop"]
+__all__ = ["start", "status", "stop"]
 
 #: how long a failed start waits for its broker to end on SIGTERM
 ABORT_TIMEOUT_S = 10.0

@@ -148,7 +148,7 @@ def _watch(children: _Children, url: str, t0: float, stopping: list[int],
 
 
 def run(args: argparse.Namespace) -> int:
-    from callcost import broker, broker_config, topics_cmd
+    from callcost import broker, broker_config, broker_probe, topics_cmd
     from callcost.kafka_client import kafka_python_kwargs
     from callcost.streams.config import load_settings
 
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         sig: signal.signal(sig, lambda signum, frame: stopping.append(signum))
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    cfg = broker.BrokerConfig()
+    cfg = broker_config.BrokerConfig()
     bootstrap = cfg.bootstrap
     started_broker = False
     root = broker_config.repo_root()
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     worker += with_config
     try:
         children.start("worker", *worker)
-        if _port_open(cfg.port) and broker.probe(bootstrap, 3.0, security):
+        if _port_open(cfg.port) and broker_probe.probe(bootstrap, 3.0, security):
             print(f"using the broker already running at {bootstrap}", file=sys.stderr)
         else:
             print(f"starting the broker at {bootstrap} ({cfg.home})...", file=sys.stderr)

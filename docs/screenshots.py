@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from callcost import broker  # noqa: E402
+from callcost import broker, broker_config  # noqa: E402
 from tests.support.brokers import delete_topics, fresh_topics, unique_prefix  # noqa: E402
 from tests.support.tools import CHROMIUM_ARGS, chromium  # noqa: E402
 from tests.test_pages import (  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--logs", type=Path, help="keep the worker's and gateway's logs here")
     args = ap.parse_args()
 
-    cfg = broker.BrokerConfig(
+    cfg = broker_config.BrokerConfig(
         home=ROOT / "var" / "screenshots-broker",
         port=args.broker_port,
         controller_port=args.broker_port + 1,

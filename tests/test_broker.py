@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from callcost import broker, broker_process
+from callcost import broker, broker_config, broker_process
 from callcost.errors import BrokerError
 from callcost.streams import topics
 from tests.support.brokers import fresh_topics, session_broker_config
@@ -110,8 +110,8 @@ def test_fresh_topics_are_private_copies(
 # --------------------------------------------------------------------------- own brokers
 
 
-def _own(tmp_path: Path, port: int) -> broker.BrokerConfig:
-    return broker.BrokerConfig(home=tmp_path / "broker", port=port, controller_port=port + 1)
+def _own(tmp_path: Path, port: int) -> broker_config.BrokerConfig:
+    return broker_config.BrokerConfig(home=tmp_path / "broker", port=port, controller_port=port + 1)
 
 
 def _gone(pid: int) -> bool:

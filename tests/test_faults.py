@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from callcost import broker
+from callcost import broker, broker_config
 from callcost.topics_cmd import create_topics
 from tests.support.brokers import message_count
 from tests.support.gateway_process import get_json, start_gateway
@@ -140,7 +140,7 @@ def check_gateway(base: str, exp: dict, gproc: subprocess.Popen, timeout_s: floa
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
+def own_broker(tmp_path: Path) -> Iterator[broker_config.BrokerConfig]:
     """A broker of this test alone: the session broker is shared and must not move."""
     deadline = time.monotonic() + 60  # a burst of other connections may hold them a while
     while (port := next((p for p in BROKER_PORTS if port_is_free(p) and port_is_free(p + 1)),
@@ -149,7 +149,7 @@ def own_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
             f"none of the ports {BROKER_PORTS} is free with the next one (held by other "
             "processes' connections: `ss -tanp | grep 395`)")
         time.sleep(1.0)
-    cfg = broker.BrokerConfig(home=tmp_path / "broker", port=port, controller_port=port + 1)
+    cfg = broker_config.BrokerConfig(home=tmp_path / "broker", port=port, controller_port=port + 1)
     took = broker.start(cfg, timeout_s=120, fresh=True)
     log(f"own broker at {cfg.bootstrap} in {took:.1f} s")
     try:
@@ -158,7 +158,7 @@ def own_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
         broker.stop(cfg)
 
 
-def restart(cfg: broker.BrokerConfig, outage_s: float, t0: float) -> tuple[str, float]:
+def restart(cfg: broker_config.BrokerConfig, outage_s: float, t0: float) -> tuple[str, float]:
     """Stop the broker, wait ``outage_s``, start it again (same home, same port); a line
     saying how it went and when (monotonic) the broker answered again."""
     t = time.monotonic()
@@ -196,7 +196,7 @@ def last_summary(proc: subprocess.Popen) -> str:
 
 
 @pytest.mark.kafka
-def test_broker_restarts_mid_stream(own_broker: broker.BrokerConfig, tmp_path: Path) -> None:
+def test_broker_restarts_mid_stream(own_broker: broker_config.BrokerConfig, tmp_path: Path) -> None:
     """Two broker restarts while the vector is produced (one short outage, one longer
     than the session timeout); the same worker and gateway processes throughout."""
     cfg = own_broker

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from callcost import broker, broker_config, broker_process, broker_properties
+from callcost import broker, broker_config, broker_probe, broker_process, broker_properties
 from callcost import kafka_client as kc
 from callcost.errors import BrokerError, ConfigError
 from callcost.streams.config import KafkaSettings, load_settings, parse_settings
@@ -291,7 +291,7 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     password = "pw-" + secrets.token_hex(12)
     home = tmp_path_factory.mktemp("sasl-broker")
     port = free_pair(SASL_PORTS)
-    cfg = broker.BrokerConfig(home=home, port=port, controller_port=port + 1,
+    cfg = broker_config.BrokerConfig(home=home, port=port, controller_port=port + 1,
                               sasl_users={USER: password})
     assert password not in repr(cfg)
     SASL_HOME[:] = [home]
@@ -310,7 +310,7 @@ def sasl_ssl_broker(
     of ``pki``); yields (bootstrap, password of USER)."""
     password = "pw-" + secrets.token_hex(12)
     port = free_pair(SASL_SSL_PORTS)
-    cfg = broker.BrokerConfig(
+    cfg = broker_config.BrokerConfig(
         home=tmp_path_factory.mktemp("sasl-ssl-broker"), port=port,
         controller_port=port + 1, sasl_users={USER: password},
         ssl_certfile=pki["server.pem"], ssl_keyfile=pki["server.key"], ssl_cafile=pki["ca.pem"],
@@ -349,8 +349,8 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 def test_sasl_broker_refuses_clients_without_credentials(sasl_broker) -> None:
     bootstrap, password = sasl_broker
-    assert broker.probe(bootstrap, 3.0, None) is False  # PLAINTEXT is not let in
-    assert broker.probe(bootstrap, 3.0, {"security_protocol": "SASL_PLAINTEXT",
+    assert broker_probe.probe(bootstrap, 3.0, None) is False  # PLAINTEXT is not let in
+    assert broker_probe.probe(bootstrap, 3.0, {"security_protocol": "SASL_PLAINTEXT",
                                          "sasl_mechanism": "PLAIN",
                                          "sasl_plain_username": USER,
                                          "sasl_plain_password": password})
@@ -500,10 +500,10 @@ def test_missing_password_stops_before_connecting(sasl_broker) -> None:
 
 def test_sasl_users_are_checked_and_never_shown(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match="SASL user name 'a b'"):
-        broker.BrokerConfig(home=tmp_path, port=39592, sasl_users={"a b": "x"})
+        broker_config.BrokerConfig(home=tmp_path, port=39592, sasl_users={"a b": "x"})
     with pytest.raises(BrokerError, match="password of SASL user 'u'"):
-        broker.BrokerConfig(home=tmp_path, port=39592, sasl_users={"u": 'a"b'})
-    cfg = broker.BrokerConfig(home=tmp_path, port=39592, sasl_users={"u": "secret-1"})
+        broker_config.BrokerConfig(home=tmp_path, port=39592, sasl_users={"u": 'a"b'})
+    cfg = broker_config.BrokerConfig(home=tmp_path, port=39592, sasl_users={"u": "secret-1"})
     assert "secret-1" not in repr(cfg) and cfg.security_protocol == "SASL_PLAINTEXT"
     text = broker_properties.server_properties(cfg)
     assert "listeners=SASL_PLAINTEXT://127.0.0.1:39592,CONTROLLER://127.0.0.1:39593" in text
@@ -512,4 +512,4 @@ def test_sasl_users_are_checked_and_never_shown(tmp_path: Path) -> None:
     assert "inter.broker.listener.name=SASL_PLAINTEXT" in text
     assert 'user_u="secret-1"' in text and f'username="{broker_config.BROKER_USER}"' in text
     assert (cfg.secret_file.stat().st_mode & 0o777) == 0o600
-    assert broker.BrokerConfig(home=tmp_path, port=39592).security_protocol == "PLAINTEXT"
+    assert broker_config.BrokerConfig(home=tmp_path, port=39592).security_protocol == "PLAINTEXT"

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from callcost import broker, broker_config
+from callcost import broker_config
 from callcost.topics_cmd import create_topics
 
 #: Every private test topic starts with this.
@@ -24,14 +24,14 @@ TMP_PREFIX = "tmp-"
 DEFAULT_TEST_PORT = 39092
 
 
-def session_broker_config() -> broker.BrokerConfig:
+def session_broker_config() -> broker_config.BrokerConfig:
     """The session test broker: port ``CALLCOST_TEST_BROKER_PORT`` (default 39092),
     controller on the next port, home ``var/test-broker`` (``var/test-broker-PORT`` for
     another port, so that two runs on two ports do not share a home)."""
     port = int(os.environ.get("CALLCOST_TEST_BROKER_PORT", str(DEFAULT_TEST_PORT)))
     name = "test-broker" if port == DEFAULT_TEST_PORT else f"test-broker-{port}"
     home = broker_config.repo_root() / "var" / name
-    return broker.BrokerConfig(home=home, port=port, controller_port=port + 1)
+    return broker_config.BrokerConfig(home=home, port=port, controller_port=port + 1)
 
 
 def unique_prefix(label: str = "") -> str:
