@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 from callcost import broker, broker_config  # noqa: E402
 from tests.support.brokers import delete_topics, fresh_topics, unique_prefix  # noqa: E402
-from tests.support.tools import CHROMIUM_ARGS, chromium  # noqa: E402
-from tests.test_pages import (  # noqa: E402
+from tests.support.pages_stack import (  # noqa: E402
     CENTRE,
     CUT,
     TZ,
     Stack,
     view_url,
 )
+from tests.support.tools import CHROMIUM_ARGS, chromium  # noqa: E402
 
 
 def main() -> int:
