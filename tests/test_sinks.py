@@ -76,7 +76,7 @@ def test_payload_signature_and_headers() -> None:
     assert json.loads(body) == {"text": sk.alert_text(firing, Settings()), "alert": firing}
     sink = Sink(url="http://x/", secret="s3cret")
     headers = sk.headers(sink, firing, body, 1_800_000_000_123)
-    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    expected = hmac.new(b"s3cret", b"1800000000." + body, hashlib.sha256).hexdigest()
     assert headers["X-Callcost-Signature"] == f"sha256={expected}"
     assert headers["X-Callcost-Timestamp"] == "1800000000"
     assert headers["Content-Type"] == "application/json"
@@ -367,12 +367,16 @@ def test_delivery_with_a_verifiable_signature(hook: Webhook) -> None:
         assert json.loads(body)["text"].startswith(
             ":red_circle: prg queue billing cost per call $6.12 above band $2.70-$5.60 (15m, "
         )
-        mac = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        # signed: the timestamp header, a dot, the raw body (a replay shows an old one)
+        signed = headers["x-callcost-timestamp"].encode() + b"." + body
+        mac = hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
         assert headers["x-callcost-signature"] == f"sha256={mac}"
+        unstamped = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert headers["x-callcost-signature"] != f"sha256={unstamped}"
         assert hmac.compare_digest(headers["x-callcost-signature"], "sha256=" + mac)
         assert abs(int(headers["x-callcost-timestamp"]) - time.time()) < 60
         assert headers["content-type"] == "application/json"
-        wrong = hmac.new(b"other", body, hashlib.sha256).hexdigest()
+        wrong = hmac.new(b"other", signed, hashlib.sha256).hexdigest()
         assert headers["x-callcost-signature"] != f"sha256={wrong}"
         m = gw.metrics()
         assert m['callcost_gateway_sink_deliveries_total{sink="ops"}'] == 2
@@ -570,3 +574,103 @@ def test_no_duplicates_across_a_restart(
         assert len(hook.attempts) == 3
     finally:
         gw.close()
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def test_names_from_the_data_arrive_inert(hook: Webhook) -> None:
+    """Item 7: ``&``, ``<``, ``>`` of names reach Slack/Teams escaped."""
+    gw = running(Sink(url=hook.url, name="ops"))
+    try:
+        firing, _ = live("<!channel> & <https://evil|sso>")
+        gw.alerts(value(firing))
+        wait_for(lambda: len(hook.delivered) == 1, what="the delivery")
+        message = json.loads(hook.delivered[0][1])
+        assert "prg queue &lt;!channel&gt; &amp; &lt;https://evil|sso&gt; cost per call" in (
+            message["text"]
+        )
+        assert "<" not in message["text"] and ">" not in message["text"]
+        assert message["alert"] == firing  # the alert itself is unchanged
+    finally:
+        gw.close()
+
+
+def test_healthz_never_shows_a_sinks_url() -> None:
+    """Item 8: an error quoting the URL (a credential) is shown with the sink's name."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    gw = running(
+        Sink(url=f"http://127.0.0.1:{closed}/services/T0/B0/SECRETPATH1", name="closed",
+             max_attempts=1),
+        Sink(url="http://127.0.0.1:99999/services/T0/B0/SECRETPATH2", name="bad",
+             max_attempts=1),
+    )
+    try:
+        firing, _ = live()
+        gw.alerts(value(firing))
+        sinks = wait_for(
+            lambda: (s := gw.get_json("/healthz")["sinks"])["closed"]["last_error"]
+            and s["bad"]["last_error"] and s,
+            what="both sinks to fail",
+        )
+        assert "<sink bad>" in sinks["bad"]["last_error"]
+        for path in ("/healthz", "/metrics"):
+            _, _, body = gw.get(path)
+            assert b"SECRETPATH" not in body and b"services/T0" not in body
+    finally:
+        gw.close()
+
+
+def test_scrub_replaces_every_form_of_the_url() -> None:
+    sink = Sink(url="https://u:pw@hooks.example/services/T0/B0/XYZ", name="ops")
+    text = (
+        "E: https://u:pw@hooks.example/services/T0/B0/XYZ u:pw@hooks.example/services/"
+        "T0/B0/XYZ /services/T0/B0/XYZ"
+    )
+    scrubbed = sk.scrub(text, sink)
+    assert "XYZ" not in scrubbed and "pw" not in scrubbed and "<sink ops>" in scrubbed
+    assert sk.scrub("HTTP 500", sink) == "HTTP 500"
+    spaced = Sink(url="http://h/a b/K", name="ops")
+    assert "K" not in sk.scrub("at http://h/a%20b/K", spaced, ("http://h/a%20b/K",))
+
+
+def test_an_endless_answer_does_not_hold_the_delivery() -> None:
+    """Low: only the status of an answer matters; an endless body is not read."""
+    sent = [0]
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 40))
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                while sent[0] < 1 << 31:
+                    self.wfile.write(chunk)
+                    sent[0] += len(chunk)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    gw = running(Sink(url=url, name="ops", timeout_s=5, max_attempts=1))
+    try:
+        firing, _ = live()
+        gw.alerts(value(firing))
+        m = wait_for(lambda: settled(gw, delivered=1), timeout_s=4, what="the delivery")
+        assert m['callcost_gateway_sink_failures_total{sink="ops"}'] == 0
+        assert sent[0] < 1 << 31  # the gateway stopped reading long before
+    finally:
+        gw.close()
+        server.shutdown()
+        server.server_close()

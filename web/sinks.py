@@ -36,8 +36,17 @@ shown as is by Slack and Teams incoming webhooks, e.g. (one line)::
     (15m, 34 calls) since 14:02
 
 (times in the centre's time zone), and ALERT the alert message unchanged (SPEC section
-5). With a ``secret`` the request carries ``X-Callcost-Signature: sha256=HEX``, the
-HMAC-SHA256 of the raw body with the secret as key.
+5). Every ``&``, ``<`` and ``>`` in LINE is escaped as Slack documents (``&amp;``,
+``&lt;``, ``&gt;``; the fixed words hold none, so this escapes exactly the text that
+comes from the data: centre, queue and other key names, window), so that a name such
+as ``<!channel>`` or ``<https://evil|sso>`` is shown as text, never as a mention or a
+link. ALERT is not escaped.
+
+Every request carries ``X-Callcost-Timestamp: T``, the gateway's clock at sending in
+whole seconds since the epoch. With a ``secret`` it also carries
+``X-Callcost-Signature: sha256=HEX``, the HMAC-SHA256, keyed with the secret, of the
+bytes of ``T`` and ``.`` followed by the raw body (``f"{T}.".encode() + body``), so
+that a receiver can check the timestamp is its own recent one and refuse replays.
 """
 
 from __future__ import annotations
@@ -78,8 +87,17 @@ def _clock(ms: int, settings: Settings, centre: str) -> str:
     return datetime.fromtimestamp(ms / 1000, settings.rates_for(centre).tz).strftime("%H:%M")
 
 
+def escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack's message formatting wants them written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def alert_text(alert: Mapping[str, Any], settings: Settings) -> str:
-    """The one line a person reads in Slack or Teams."""
+    """The one line a person reads in Slack or Teams, escaped (:func:`escape`)."""
+    return escape(_line(alert, settings))
+
+
+def _line(alert: Mapping[str, Any], settings: Settings) -> str:
     centre, scope, key = alert["centre"], alert["scope"], alert["key"]
     currency = settings.rates_for(centre).currency
     what = centre if scope == "centre" else f"{centre} {scope} {key}"
@@ -106,9 +124,11 @@ def payload(alert: Mapping[str, Any], settings: Settings) -> bytes:
     return orjson.dumps({"text": alert_text(alert, settings), "alert": alert})
 
 
-def signature(secret: str, body: bytes) -> str:
-    """``sha256=`` and the hex HMAC-SHA256 of ``body`` keyed with ``secret``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=`` and the hex HMAC-SHA256 of ``f"{timestamp}."`` then ``body``,
+    keyed with ``secret``."""
+    signed = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def delivery_id(sink: str, alert: Mapping[str, Any]) -> str:
@@ -118,15 +138,37 @@ def delivery_id(sink: str, alert: Mapping[str, Any]) -> str:
 
 
 def headers(sink: Sink, alert: Mapping[str, Any], body: bytes, now_ms: int) -> dict[str, str]:
+    timestamp = str(now_ms // 1000)
     out = {
         "Content-Type": "application/json",
         "User-Agent": "callcost-gateway",
         "X-Callcost-Delivery": delivery_id(sink.id, alert),
-        "X-Callcost-Timestamp": str(now_ms // 1000),
+        "X-Callcost-Timestamp": timestamp,
     }
     if sink.secret is not None:
-        out["X-Callcost-Signature"] = signature(sink.secret, body)
+        out["X-Callcost-Signature"] = signature(sink.secret, timestamp, body)
     return out
+
+
+def scrub(text: str, sink: Sink, forms: Sequence[str] = ()) -> str:
+    """``text`` (an error, often an HTTP client's, that may quote the request's URL)
+    with the sink's URL, its path and its user info, and any of ``forms`` (the URL as
+    the HTTP client writes it), replaced by ``<sink ID>``: the URL is often a
+    credential itself (a Slack webhook), and errors are shown by ``/healthz``."""
+    secrets = {sink.url, sink.url.rstrip("/"), *forms}
+    _, sep, rest = sink.url.partition("://")
+    if sep:
+        secrets.add(rest)
+        host, slash, path = rest.partition("/")
+        if slash and path:
+            secrets.add("/" + path)
+            secrets.add(path)
+        if "@" in host:  # user:password@
+            secrets.add(host.rpartition("@")[0])
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) > 1:
+            text = text.replace(secret, f"<sink {sink.id}>")
+    return text
 
 
 def backoff_s(attempt: int, base_s: float, rand: float) -> float:

@@ -3,6 +3,9 @@
 :mod:`callcost.web.sinks` decides what goes where and in what words; a
 :class:`SinkWorker` only moves the bytes, with a bounded queue, retries with backoff and
 jitter, and a timeout per attempt, and records each delivery in the control topic.
+Of an answer it reads at most :data:`MAX_ANSWER_BYTES` (only the status matters), and
+the errors it keeps (``/healthz``, logs) never hold the sink's URL
+(:func:`callcost.web.sinks.scrub`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
+from yarl import URL
 
 from callcost.streams.config import Settings, Sink
 from callcost.web import sinks as sk
 from callcost.web.control import ControlStore, Record, sent_record
 
 log = logging.getLogger("callcost.gateway")
+
+#: at most this much of an endpoint's answer is read (only its status matters)
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class DeliveryHost(Protocol):
@@ -74,6 +81,13 @@ class SinkWorker:
         self.record_errors = 0
         self.last_error: str | None = None
         self._dropped_logged = 0
+        #: the URL as aiohttp may quote it in an error (normalised), to scrub
+        self._url_forms: tuple[str, ...] = ()
+        try:
+            parsed = URL(sink.url)
+            self._url_forms = (str(parsed), parsed.raw_path_qs, parsed.path_qs)
+        except ValueError:
+            pass
 
     @property
     def queued(self) -> int:
@@ -148,7 +162,8 @@ class SinkWorker:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.sink.timeout_s),
             ) as resp:
-                await resp.read()
+                # only the status matters: a huge or endless answer is cut short
+                await resp.content.read(MAX_ANSWER_BYTES)
                 result = sk.outcome(resp.status)
                 self.last_error = None if result == "ok" else f"HTTP {resp.status}"
                 return result
@@ -157,7 +172,9 @@ class SinkWorker:
         except TimeoutError:
             self.last_error = f"no answer in {self.sink.timeout_s:g} s"
         except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = sk.scrub(
+                f"{type(exc).__name__}: {exc}", self.sink, self._url_forms
+            )
         return "retry"
 
 
