@@ -182,6 +182,7 @@ class WebsocketService:
             **self.session_limits,
             permissions=None if principal is a.OPEN else principal.permissions,
             role=principal.role,
+            name=principal.name,
         )
         client = Client(ws, session, self.metrics, self.limits.close_timeout_s)
         self.fanout.add(client)

@@ -90,11 +90,25 @@ def _text(request: Mapping[str, Any], field: str, limit: int, *, required: bool)
     return value
 
 
-def ack_record(request: Mapping[str, Any], alerts: AlertStore, now_ms: int) -> Record:
-    """The record of ``{"op": "ack", "id", "by", "note"?}``; raises :class:`RequestError`
-    (``unknown_alert``, ``not_firing``, or a field's error)."""
-    alert_id = _text(request, "id", MAX_NAME, required=True)
+def _by(request: Mapping[str, Any], principal: str | None) -> str:
+    """Who makes ``request``: the token's name when the connection has one (what the
+    client sends as ``by`` is then ignored, so no one acts as someone else), else the
+    client's ``by`` (open access)."""
+    if principal is not None:
+        return principal
     by = _text(request, "by", MAX_BY, required=True)
+    assert by is not None
+    return by
+
+
+def ack_record(
+    request: Mapping[str, Any], alerts: AlertStore, now_ms: int, *, by: str | None = None
+) -> Record:
+    """The record of ``{"op": "ack", "id", "by", "note"?}``; raises :class:`RequestError`
+    (``unknown_alert``, ``not_firing``, or a field's error). ``by``: the token's name,
+    which replaces the request's ``by`` (None: open access, the request's)."""
+    alert_id = _text(request, "id", MAX_NAME, required=True)
+    by = _by(request, by)
     note = _text(request, "note", MAX_NOTE, required=False)
     assert alert_id is not None
     alert = alerts.firing(alert_id)
@@ -116,16 +130,18 @@ def ack_record(request: Mapping[str, Any], alerts: AlertStore, now_ms: int) -> R
     return Record(ack_key(alert_id), value)
 
 
-def snooze_record(request: Mapping[str, Any], now_ms: int, *, cancel: bool) -> Record:
+def snooze_record(
+    request: Mapping[str, Any], now_ms: int, *, cancel: bool, by: str | None = None
+) -> Record:
     """The record of ``{"op": "snooze", "centre", "rule", "key", "for_s", "by", "note"?}``
     or of ``{"op": "unsnooze", "centre", "rule", "key", "by", "note"?}`` (``cancel``);
-    ``for_s`` 0 cancels too."""
+    ``for_s`` 0 cancels too. ``by`` as for :func:`ack_record`."""
     if request.get("centre") is None:
         raise RequestError("missing_field", "a request needs 'centre'")
     centre = check_centre(request["centre"])
     rule = _text(request, "rule", MAX_NAME, required=True)
     key = _text(request, "key", MAX_NAME, required=True)
-    by = _text(request, "by", MAX_BY, required=True)
+    by = _by(request, by)
     note = _text(request, "note", MAX_NOTE, required=False)
     assert rule is not None and key is not None
     for_s = 0
@@ -178,13 +194,14 @@ class PendingWrite:
 
 
 def control_request(
-    op: str, request: Mapping[str, Any], alerts: AlertStore, now_ms: int
+    op: str, request: Mapping[str, Any], alerts: AlertStore, now_ms: int, *, by: str | None = None
 ) -> PendingWrite:
     """Check an ``ack``, ``snooze`` or ``unsnooze`` request (websocket or REST) and
-    make its record; raises :class:`RequestError`."""
+    make its record; raises :class:`RequestError`. ``by``: the name of the request's
+    token, the record's ``by`` whatever the request says (None: open access)."""
     if op == "ack":
-        return PendingWrite(op, ack_record(request, alerts, now_ms), "acked")
-    record = snooze_record(request, now_ms, cancel=op == "unsnooze")
+        return PendingWrite(op, ack_record(request, alerts, now_ms, by=by), "acked")
+    record = snooze_record(request, now_ms, cancel=op == "unsnooze", by=by)
     cancelled = record.value["until"] <= record.value["at"]
     return PendingWrite(op, record, "unsnoozed" if cancelled else "snoozed")
 

@@ -101,7 +101,7 @@ class HttpApi:
                 resp = denied
             elif handler in POST_OPS:
                 body = getattr(connection, "body", None)
-                return self._post(route.label, POST_OPS[handler], body or b"")
+                return self._post(route.label, POST_OPS[handler], body or b"", principal)
             else:
                 try:
                     query = parse_qs(url.query, keep_blank_values=True)
@@ -171,8 +171,11 @@ class HttpApi:
 
     # ----------------------------------------------------------------- POST
 
-    async def _post(self, label: str, ops: tuple[str, ...], body: bytes) -> Response:
-        """``POST /api/alerts/ack`` and ``POST /api/snoozes``: a control write."""
+    async def _post(
+        self, label: str, ops: tuple[str, ...], body: bytes, principal: Principal | None
+    ) -> Response:
+        """``POST /api/alerts/ack`` and ``POST /api/snoozes``: a control write, whose
+        ``by`` is the token's name when there are tokens (else the body's)."""
         host = self.host
         try:
             try:
@@ -188,7 +191,8 @@ class HttpApi:
                 raise RequestError(
                     "invalid_value", f"'op' must be {' or '.join(ops)} here, got {show(op)}"
                 )
-            pending = control_request(op, request, host.alerts, host.clock())
+            by = principal.name if principal is not None else None
+            pending = control_request(op, request, host.alerts, host.clock(), by=by)
         except RequestError as exc:
             resp = error_response(STATUS_OF_ERROR.get(exc.code, 400), exc.code, exc.message)
         else:

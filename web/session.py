@@ -56,9 +56,12 @@ class Session:
         hard_limit: int = HARD_LIMIT,
         permissions: frozenset[str] | None = None,
         role: str | None = None,
+        name: str | None = None,
     ) -> None:
         """``permissions`` (``callcost.web.access``; None: every one) are what the
-        connection's token allows, ``role`` its name for the ``forbidden`` messages."""
+        connection's token allows, ``role`` its name for the ``forbidden`` messages,
+        ``name`` the token's name: the ``by`` of its acks and snoozes, whatever the
+        client sends (None: open access, the client's ``by``)."""
         if control is None:
             control = ControlStore()
         self.figures = figures
@@ -69,6 +72,7 @@ class Session:
         self.hard_limit = hard_limit
         self.permissions = permissions
         self.role = role
+        self.name = name
         self.subscriptions: dict[str, Subscription] = {}
         self.overflowed = False
         #: figures updates replaced by a newer one before they were sent
@@ -103,7 +107,7 @@ class Session:
             if request.get("op") in CONTROL_OPS:
                 if now_ms is None:
                     raise ValueError("a control request needs now_ms")
-                return control_request(request["op"], request, self.alerts, now_ms)
+                return control_request(request["op"], request, self.alerts, now_ms, by=self.name)
             reply = self._dispatch(request)
         except RequestError as exc:
             return self._error(request, exc.code, exc.message)
