@@ -129,11 +129,16 @@ class GatewayConnection(ServerConnection):
             return
         head, rest = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
         lines = head.split(b"\r\n")
-        kept, length, chunked, expect = [lines[0]], 0, False, False
+        kept, length, chunked, expect = [lines[0]], None, False, False
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
+                # two lengths (even equal ones) could be read differently by a proxy in
+                # front: refuse rather than merge (RFC 9112 6.3 lets a server reject)
+                if length is not None:
+                    self._refuse(400, "bad_request", "more than one Content-Length header")
+                    return
                 if not value.strip().isdigit():
                     self._refuse(400, "bad_request", "Content-Length is not a number")
                     return
@@ -144,6 +149,7 @@ class GatewayConnection(ServerConnection):
                 expect = value.strip().lower() == b"100-continue"
             else:
                 kept.append(line)
+        length = length or 0
         if chunked:
             self._refuse(411, "length_required", "send the body with a Content-Length")
         elif length > max_body:
