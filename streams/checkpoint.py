@@ -139,7 +139,7 @@ def load(engine: Holder, data: bytes) -> CentreState:
         ag = Agent()
         ag.events = [tuple(e) for e in a["events"]]
         ag.open0 = a["open0"]
-        ag.changes = [tuple(c) for c in a["changes"]]
+        ag.changes = sorted(tuple(c) for c in a["changes"])  # add() bisects them
         st.agents[name] = ag
     st.seen = header["seen"]
     st.pend_b = [tuple(b) for b in header["pend_b"]]

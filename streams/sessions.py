@@ -19,14 +19,25 @@ ChangePoint = tuple[int, int, int]
 
 
 class Agent:
-    """One agent's join state."""
+    """One agent's join state.
 
-    __slots__ = ("changes", "events", "open0")
+    A login or a logout changes at most three change points: its own, the first login
+    after it and the logout that ends that run (after a logout the state is "none open"
+    whatever came before), so :meth:`add` finds them by bisection and never recomputes
+    the agent's whole list: an agent flapping thousands of times costs what one does."""
+
+    __slots__ = ("_logouts", "changes", "events", "open0")
 
     def __init__(self) -> None:
         self.events: list[AgentEvent] = []
         self.open0: int | None = None  # rate class open at the start of `events`
-        self.changes: list[ChangePoint] = []
+        self.changes: list[ChangePoint] = []  # sorted
+        self._logouts: list[tuple[int, str]] | None = None  # (ts, id) of logouts, sorted
+
+    def _logout_keys(self) -> list[tuple[int, str]]:
+        if self._logouts is None:  # after a restore or a trim: derived from `events`
+            self._logouts = [(ts, id_) for ts, id_, login, _ in self.events if not login]
+        return self._logouts
 
     def add(self, item: AgentEvent, pending: list[ChangePoint]) -> None:
         """Fold one event in; append the change points it adds or removes to ``pending``."""
@@ -34,16 +45,42 @@ class Agent:
         i = bisect.bisect_left(events, item)
         if i < len(events) and events[i][:2] == item[:2]:
             return
+        logouts = self._logout_keys()
+        key = item[:2]
+        k = bisect.bisect_left(logouts, key)
+        # the state open before position i: set by the last logout before it, if any
+        if k:
+            start, state = bisect.bisect_left(events, logouts[k - 1]) + 1, None
+        else:
+            start, state = 0, self.open0
+        if state is None and start < i:  # only logins since: the first one opened
+            state = events[start][3]
+        # what follows up to the next logout: a run of logins, of which only the first
+        # can open, then that logout
+        j = bisect.bisect_left(events, logouts[k]) if k < len(logouts) else len(events)
+        tail = [events[i]] if i < j else []
+        if j < len(events):
+            tail.append(events[j])
+        old = session_changes(tail, state)
+        new = session_changes([item, *tail], state)
         events.insert(i, item)
-        new = session_changes(self.events, self.open0)
-        old = self.changes
-        self.changes = new
+        if not item[2]:
+            logouts.insert(k, key)
+        changes = self.changes
+        for p in list(old):  # what stays; a point may stand twice, so one at a time
+            if p in new:
+                old.remove(p)
+                new.remove(p)
         for p in old:
-            if p not in new:
-                pending.append((p[0], p[1], -p[2]))
+            at = bisect.bisect_left(changes, p)
+            if at < len(changes) and changes[at] == p:
+                del changes[at]
+            else:  # a list not kept sorted (never expected): still exact
+                changes.remove(p)
+            pending.append((p[0], p[1], -p[2]))
         for p in new:
-            if p not in old:
-                pending.append(p)
+            bisect.insort(changes, p)
+            pending.append(p)
 
     def forget_before(self, cut: int) -> bool:
         """Fold the events before ``cut`` into the open state; True when nothing is left
@@ -56,6 +93,7 @@ class Agent:
                 open_cls = cls if delta > 0 else None
             self.open0 = open_cls
             self.events = ev[n:]
+            self._logouts = None
             self.changes = [p for p in self.changes if p[0] >= cut]
             return not self.events and self.open0 is None and not self.changes
         return False
