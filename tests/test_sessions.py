@@ -17,27 +17,6 @@ def full(events: list, open0: int | None = None) -> Counter:
     return Counter(session_changes(sorted(events), open0))
 
 
-def fold(events: list, agent: Agent | None = None) -> tuple[Agent, Counter]:
-    agent = agent or Agent()
-    booked: Counter = Counter()
-    for e in events:
-        pending: list = []
-        agent.add(e, pending)
-        for ts, cls, delta in pending:
-            booked[(ts, cls, delta if delta > 0 else -delta)] += 1 if delta > 0 else -1
-    return agent, booked
-
-
-def as_points(booked: Counter) -> Counter:
-    """Booked differences back to a multiset of change points (a -1 booked for a closing
-    point means the close was taken back)."""
-    out: Counter = Counter()
-    for (ts, cls, d), n in booked.items():
-        if n:
-            out[(ts, cls, d if d > 0 else -d)] += n
-    return out
-
-
 def random_events(rng: random.Random, n: int) -> list:
     # few distinct instants, so that ties on ts (broken by id) are common
     return [
@@ -53,26 +32,19 @@ def test_incremental_points_equal_a_full_recomputation_in_any_order(seed: int) -
     events = random_events(rng, rng.randrange(1, 40))
     rng.shuffle(events)
     agent = Agent()
-    booked: Counter = Counter()
+    booked: Counter = Counter()  # staffed deltas booked, by (ts, rate class)
     for e in events:
         pending: list = []
         agent.add(e, pending)
-        for p in pending:
-            booked[(p[0], p[1], abs(p[2]), p[2] > 0)] += 1
+        for ts, cls, delta in pending:
+            booked[ts, cls] += delta
         assert Counter(agent.changes) == full(agent.events), e
         assert agent.changes == sorted(agent.changes)
-    # what was booked adds up to the final points: additions less removals
-    net: Counter = Counter()
-    for (ts, cls, mag, opens_or_added), n in booked.items():
-        net[(ts, cls, mag)] += n if opens_or_added else -n
-    want: Counter = Counter()
-    for ts, cls, d in agent.changes:
-        want[(ts, cls, 1)] += 1 if d > 0 else 0
-        want[(ts, cls, 1)] -= 1 if d < 0 else 0
-    got: Counter = Counter()
-    for (ts, cls, _), n in net.items():
-        got[(ts, cls, 1)] += n
-    assert +got == +want and -got == -want
+    # what was booked adds up to the final points' deltas
+    final: Counter = Counter()
+    for ts, cls, delta in agent.changes:
+        final[ts, cls] += delta
+    assert {k: n for k, n in booked.items() if n} == {k: n for k, n in final.items() if n}
 
 
 def test_a_duplicate_event_changes_nothing() -> None:
