@@ -21,9 +21,6 @@ import orjson
 from callcost.streams.checkpoint import CheckpointError, read_header
 
 MARKER_PREFIX = "@offsets/"  # '@' and '/' are never in a centre id
-#: output topic ends a checkpoint records, by the field of the marker that holds them
-END_FIELDS = ("alerts_end", "figures_end", "dlq_end")
-
 Ends = dict[str, dict[str, int]]  # {topic: {partition as str: offset}}
 
 
