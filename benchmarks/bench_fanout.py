@@ -4,7 +4,7 @@
         [--client-procs 4] [--centres 50] [--measure-s 60] [--spread-s 0]
         [--bootstrap HOST:PORT] [--profile] [--runs N] [--baseline-tree DIR]
 
-A real broker (``--bootstrap``, else the benchmarks' own on port 39602), fresh topics,
+A real broker (``--bootstrap``, else the benchmarks' own on port 29602), fresh topics,
 ``callcost gateway`` as a subprocess, and ``--clients`` websocket clients in
 ``--client-procs`` processes, each subscribed to the figures of one centre (all its
 scopes and windows; the centres get the same number of clients each).

@@ -4,7 +4,7 @@
         [--centres 50] [--measure-s 60] [--batch-ms 100] [--batch-size 10000]
         [--bootstrap HOST:PORT] [--profile]
 
-A real broker (``--bootstrap``, else the benchmarks' own on port 39602, started if need
+A real broker (``--bootstrap``, else the benchmarks' own on port 29602, started if need
 be), fresh topics for the run, ``callcost worker`` and ``callcost gateway`` as
 subprocesses, a producer process and ``--clients`` websocket clients in
 ``--client-procs`` processes, each subscribed to the figures of one centre (spread

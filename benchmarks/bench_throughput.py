@@ -6,7 +6,7 @@
 
 A topic is pre-filled once with ``--events`` simulated events across ``--centres``
 centres (keyed by centre, ``--partitions`` partitions) and kept on the benchmark broker
-(``var/bench-broker``, port 39700, started when no ``--bootstrap`` is given). Then, in
+(``var/bench-broker``, port 29700, started when no ``--bootstrap`` is given). Then, in
 each run, side by side on the same topic, each variant reads all of it:
 
 - ``faust-record``: a plain Faust agent that decodes each event into a ``faust.Record``
@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import DATA, ROOT, machine, simulated_file
 from benchmarks.other_tree import command as tree_command
 
-BENCH_PORT = 39700
+BENCH_PORT = 29700  # below the ephemeral ports (32768-60999)
 VARIANTS = ("faust-record", "worker-faust", "worker-batch", "aiokafka-raw")
 PY = sys.executable
 
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="events the slow variants read, a prefix of the same events "
                         "(default %(default)s; 0: all)")
     p.add_argument("--bootstrap", default=None,
-                   help="a running broker (default: start var/bench-broker on 39700)")
+                   help="a running broker (default: start var/bench-broker on 29700)")
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="write each worker's cProfile to DIR/VARIANT-RUN.prof")
     p.add_argument("--baseline-tree", type=Path, default=None, metavar="DIR",

@@ -36,7 +36,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 #: the benchmarks' own broker, when none is given (--bootstrap): helpers' range 39600-39619
-BENCH_PORT = 39602
+BENCH_PORT = 29602  # below the ephemeral ports (32768-60999)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

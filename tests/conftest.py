@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 ``kafka_bootstrap`` starts the dedicated test broker (home ``var/test-broker``, port
-``CALLCOST_TEST_BROKER_PORT``, default 39092) once per session, creates the callcost
+``CALLCOST_TEST_BROKER_PORT``, default 29092) once per session, creates the callcost
 topics on it, and stops it at the end. It never skips: a missing broker is started.
 ``CALLCOST_TEST_BROKER_KEEP=1`` leaves it running afterwards (faster reruns).
 

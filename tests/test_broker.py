@@ -1,7 +1,7 @@
 """The local broker and the topics, against a real Kafka (no mocks).
 
 Most tests use the session test broker. The stop, orphan and failure tests use short-lived
-brokers of their own (ports 39192-39199, homes under tmp_path).
+brokers of their own (ports 29192-29199, below the ephemeral ports; homes under tmp_path).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_stop_and_orphaned_broker(tmp_path: Path) -> None:
-    cfg = _own(tmp_path, 39192)
+    cfg = _own(tmp_path, 29192)
     try:
         # Started by another process that then exits, as `callcost broker start` does.
         out = run_cli(
@@ -128,9 +128,9 @@ def test_stop_and_orphaned_broker(tmp_path: Path) -> None:
             "--home",
             str(cfg.home),
             "--port",
-            "39192",
+            "29192",
             "--controller-port",
-            "39193",
+            "29193",
         )
         assert out.returncode == 0, out.stderr
         pid = int(cfg.pid_file.read_text())
@@ -142,7 +142,7 @@ def test_stop_and_orphaned_broker(tmp_path: Path) -> None:
         assert broker.status(cfg) == {
             "running": False,
             "pid": None,
-            "bootstrap": "127.0.0.1:39192",
+            "bootstrap": "127.0.0.1:29192",
             "home": str(cfg.home),
             "answers": False,
         }
@@ -168,20 +168,20 @@ def test_stop_and_orphaned_broker(tmp_path: Path) -> None:
 
 
 def test_port_taken_by_another_process_is_named(tmp_path: Path) -> None:
-    cfg = _own(tmp_path, 39194)
+    cfg = _own(tmp_path, 29194)
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 39194))
+        squatter.bind(("127.0.0.1", 29194))
         squatter.listen()
         with pytest.raises(BrokerError) as err:
             broker.start(cfg, timeout_s=30)
     msg = str(err.value)
-    assert "127.0.0.1:39194 is already taken" in msg
+    assert "127.0.0.1:29194 is already taken" in msg
     assert f"pid {os.getpid()}" in msg
     assert broker.status(cfg, check=False)["running"] is False
 
 
 def test_broker_that_dies_reports_its_log(tmp_path: Path, monkeypatch) -> None:
-    cfg = _own(tmp_path, 39196)
+    cfg = _own(tmp_path, 29196)
     monkeypatch.setenv("CALLCOST_BROKER_JAVA_OPTS", "-XX:+NoSuchCallcostOption")
     try:
         with pytest.raises(BrokerError) as err:

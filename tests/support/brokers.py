@@ -21,11 +21,11 @@ from callcost.topics_cmd import create_topics
 #: Every private test topic starts with this.
 TMP_PREFIX = "tmp-"
 
-DEFAULT_TEST_PORT = 39092
+DEFAULT_TEST_PORT = 29092  # below Linux's ephemeral ports (32768-60999): no client can hold it
 
 
 def session_broker_config() -> broker_config.BrokerConfig:
-    """The session test broker: port ``CALLCOST_TEST_BROKER_PORT`` (default 39092),
+    """The session test broker: port ``CALLCOST_TEST_BROKER_PORT`` (default 29092),
     controller on the next port, home ``var/test-broker`` (``var/test-broker-PORT`` for
     another port, so that two runs on two ports do not share a home)."""
     port = int(os.environ.get("CALLCOST_TEST_BROKER_PORT", str(DEFAULT_TEST_PORT)))
